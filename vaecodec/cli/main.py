@@ -1,0 +1,232 @@
+"""The ``vaecodec`` command: encode, decode, info, train and bench, with cjpeg-like habits.
+
+Errors are one line on stderr (``vaecodec: error: ...``) and a non-zero exit; outputs are written
+to a temporary file and renamed, so a failure never leaves a half-written file behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+from vaecodec.errors import VaecodecError
+
+PROG = "vaecodec"
+
+
+class UsageError(VaecodecError):
+    """Arguments that do not parse (exit status 2, as argparse's own)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are a single line, like every other error of the tool."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(message)
+
+
+def _quality(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"quality must be a number from 0 to 100, got {text!r}") from None
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"quality must be from 0 to 100, got {text}")
+    return value
+
+
+def refuse_existing(path: str, force: bool) -> None:
+    """Fail before any work if ``path`` exists and may not be overwritten."""
+    if path == "-":
+        return
+    if Path(path).is_dir():
+        raise VaecodecError(f"{path} is a directory")
+    if Path(path).exists() and not force:
+        raise VaecodecError(f"{path} exists (use -f to overwrite)")
+
+
+def write_output(path: str, data: bytes, force: bool) -> None:
+    """Write ``data`` to ``path`` (``-`` is stdout) atomically; refuse to overwrite without force."""
+    if path == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    refuse_existing(path, force)
+    target = Path(path)
+    directory = target.parent if str(target.parent) else Path(".")
+    if not directory.is_dir():
+        raise VaecodecError(f"{directory}: no such directory")
+    handle, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=directory)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _read_input(path: str) -> bytes:
+    if path == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise VaecodecError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise VaecodecError(f"{path}: is a directory") from None
+
+
+def _codec(args: argparse.Namespace):
+    from vaecodec.api import get_codec
+
+    return get_codec(args.weights, args.device)
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    from vaecodec.imageio import read_image
+
+    if args.output is not None and len(args.inputs) > 1:
+        raise VaecodecError("-o/--output takes one input; several inputs are each written beside themselves")
+    codec = _codec(args)
+    for name in args.inputs:
+        if name == "-":
+            if args.output is None:
+                raise VaecodecError("reading from stdin needs -o/--output")
+            image = read_image(io.BytesIO(_read_input("-")))
+        else:
+            image = read_image(Path(name))
+        output = args.output if args.output is not None else str(Path(name).with_suffix(".vae"))
+        refuse_existing(output, args.force)
+        write_output(output, codec.compress(image, args.quality), args.force)
+    return 0
+
+
+_EXTENSION_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP",
+                      ".tif": "TIFF", ".tiff": "TIFF", ".ppm": "PPM", ".pgm": "PPM", ".gif": "GIF"}
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    output = args.output if args.output is not None else str(Path(args.input).with_suffix(".png"))
+    image_format = "PNG" if output == "-" else _EXTENSION_FORMATS.get(Path(output).suffix.lower())
+    if image_format is None:
+        known = ", ".join(sorted(_EXTENSION_FORMATS))
+        raise VaecodecError(f"{output}: unknown image extension (use one of {known})")
+    refuse_existing(output, args.force)
+    image = _codec(args).decompress(_read_input(args.input))
+    buffer = io.BytesIO()
+    image.save(buffer, format=image_format)
+    write_output(output, buffer.getvalue(), args.force)
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from vaecodec.format.container import VERSION, parse
+
+    for name in args.inputs:
+        file = parse(_read_input(name))
+        print(f"{name}:")
+        print(f"  format version  {VERSION}")
+        print(f"  dimensions      {file.width}x{file.height} {file.mode}")
+        print(f"  quality         {file.quality:g}")
+        print(f"  weights id      {file.weights_id.hex()}")
+        print(f"  size            {file.size} bytes (hyper-latent {len(file.hyper_stream)}, latent {len(file.latent_stream)})")
+        print(f"  bits per pixel  {file.bits_per_pixel:.4f}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from vaecodec.train.loop import TrainSettings, train
+
+    settings = TrainSettings(
+        data=Path(args.data), out=Path(args.out), steps=args.steps, batch=args.batch, crop=args.crop,
+        lr=args.lr, lr_final=args.lr_final, decay_start=args.decay_start, channels=args.channels,
+        latent_channels=args.latent_channels, device=args.device, resume=args.resume,
+        init_weights=Path(args.init_weights) if args.init_weights else None,
+        checkpoint_minutes=args.checkpoint_minutes, eval_every=args.eval_every, eval_images=args.eval_images,
+        threads=args.threads, seed=args.seed, export=Path(args.export) if args.export else None,
+    )
+    if not settings.data.is_dir():
+        raise VaecodecError(f"{settings.data}: no such directory")
+    train(settings, log=lambda message: print(message, flush=True))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from vaecodec import __version__
+    from vaecodec.codec import DEFAULT_QUALITY
+
+    parser = _Parser(prog=PROG, description="A learned image codec.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def add_model_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--weights", help="weights file (default: the shipped weights)")
+        p.add_argument("--device", default="cpu", help="torch device for the networks (default: cpu)")
+
+    encode = commands.add_parser("encode", help="compress images to .vae files")
+    encode.add_argument("inputs", nargs="+", help="image files (png, jpg, webp, ...); - reads stdin")
+    encode.add_argument("-o", "--output", help="output file (one input only); - writes to stdout")
+    encode.add_argument("-q", "--quality", type=_quality, default=DEFAULT_QUALITY,
+                        help=f"0-100, higher is better and larger (default {DEFAULT_QUALITY})")
+    encode.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs")
+    add_model_options(encode)
+    encode.set_defaults(run=cmd_encode)
+
+    decode = commands.add_parser("decode", help="decompress a .vae file to an image")
+    decode.add_argument("input", help=".vae file; - reads stdin")
+    decode.add_argument("-o", "--output", help="output image; its extension picks the format (default: IN.png)")
+    decode.add_argument("-f", "--force", action="store_true", help="overwrite an existing output")
+    add_model_options(decode)
+    decode.set_defaults(run=cmd_decode)
+
+    info = commands.add_parser("info", help="show the header of .vae files")
+    info.add_argument("inputs", nargs="+", help=".vae files")
+    info.set_defaults(run=cmd_info)
+
+    train = commands.add_parser("train", help="train the model (see TRAINING.md)")
+    train.add_argument("data", help="folder of training photos (a name-hashed 1/16 is held out for validation)")
+    train.add_argument("--out", default="runs/train", help="folder for the checkpoint and log.csv")
+    train.add_argument("--steps", type=int, default=100_000)
+    train.add_argument("--batch", type=int, default=8)
+    train.add_argument("--crop", type=int, default=128)
+    train.add_argument("--lr", type=float, default=5e-4)
+    train.add_argument("--lr-final", type=float, default=5e-5)
+    train.add_argument("--decay-start", type=float, default=0.8, help="fraction of steps before the cosine decay")
+    train.add_argument("--channels", type=int, default=96, help="N: channels of the transforms")
+    train.add_argument("--latent-channels", type=int, default=144, help="M: channels of the latent")
+    train.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, ...")
+    train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    train.add_argument("--init-weights", help="start from a weights file (e.g. the shipped one)")
+    train.add_argument("--checkpoint-minutes", type=float, default=5.0)
+    train.add_argument("--eval-every", type=int, default=2000, help="steps between validation runs (0: never)")
+    train.add_argument("--eval-images", type=int, default=8)
+    train.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--export", help="write a weights file here when training ends")
+    train.set_defaults(run=cmd_train)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return args.run(args)
+    except VaecodecError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, UsageError) else 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: error: interrupted", file=sys.stderr)
+        return 130
+    except (OSError, MemoryError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,125 @@
+"""The ``.vae`` file format, version 1: the one place that defines it.
+
+All integers are little-endian. A file is a 32-byte header, the payload, and a CRC32 trailer::
+
+    offset size field
+    0      4    magic            b"VAEC"
+    4      1    version          1; a reader refuses larger versions
+    5      1    colour mode      0 = RGB, 1 = L (grayscale, coded as RGB with equal channels)
+    6      2    quality          quality x 100 (0..10000): selects the rate level of the weights
+    8      4    width            pixels, 1..65535
+    12     4    height           pixels, 1..65535
+    16     8    weights id       first 8 bytes of the SHA-256 of the weights file that coded it
+    24     4    hyper length     bytes of the hyper-latent stream (a multiple of 4)
+    28     4    latent length    bytes of the latent stream (a multiple of 4)
+    32     ...  hyper-latent stream, then latent stream
+    end-4  4    CRC32            zlib.crc32 of every byte before it
+
+Decoding (see ``vaecodec.codec``): the image is padded (edge replication) to multiples of 64,
+giving a latent of M x ceil(H/64)*4 x ceil(W/64)*4 and a hyper-latent of N x ceil(H/64) x
+ceil(W/64), with M and N from the weights. Each stream is the sequence of 32-bit words of a
+constriction ANS coder (stack; the decoder reads symbols in the order listed):
+
+1. Hyper-latent: for channel c = 0..N-1, its values in raster order, each coded as
+   z - offset[c] in [-R, R] under the weights' frozen integer table for channel c (counts that
+   sum to 2**16; constriction ``Categorical(counts / 2**16, perfect=False)``).
+2. The hyper-synthesis network maps z to a mean mu and a scale sigma per latent element; the
+   quality q gives the rate level t = q/100 * (levels - 1) and from it the per-channel gains
+   g (encoder) and g' (decoder). Each latent element's table index is the smallest i with
+   SCALE_TABLE[i] >= sigma * g (64 log-spaced scales from 0.11 to 256; see
+   ``vaecodec.entropy.tables``).
+3. Latent: all elements in (channel, row, column) order, each symbol s in [-1023, 1023] coded
+   under constriction ``QuantizedGaussian(-1023, 1023)`` with mean 0 and std SCALE_TABLE[i].
+   The latent is y_hat = (s + mu * g) * g', and the synthesis network maps it to the padded image,
+   which is cropped to width x height and rounded to 8 bits.
+
+Both streams must be consumed exactly. A file whose weights id differs from the loaded weights is
+refused: the same bytes decode to a different image under other weights.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+
+from vaecodec.errors import VaecodecError
+
+MAGIC = b"VAEC"
+VERSION = 1
+MAX_DIMENSION = 65535
+COLOUR_MODES = ("RGB", "L")
+_HEADER = struct.Struct("<4sBBHII8sII")
+_CRC = struct.Struct("<I")
+HEADER_SIZE = _HEADER.size
+OVERHEAD = HEADER_SIZE + _CRC.size
+
+
+class FormatError(VaecodecError):
+    """The bytes are not a valid .vae file of a version this reader understands."""
+
+
+@dataclass(frozen=True)
+class VaeFile:
+    """The fields of a .vae file; ``to_bytes`` and ``parse`` convert exactly."""
+
+    mode: str
+    width: int
+    height: int
+    quality: float
+    weights_id: bytes
+    hyper_stream: bytes
+    latent_stream: bytes
+
+    def to_bytes(self) -> bytes:
+        if self.mode not in COLOUR_MODES:
+            raise FormatError(f"unsupported colour mode {self.mode!r}")
+        _check_dimensions(self.width, self.height)
+        header = _HEADER.pack(
+            MAGIC, VERSION, COLOUR_MODES.index(self.mode), round(self.quality * 100), self.width, self.height,
+            self.weights_id, len(self.hyper_stream), len(self.latent_stream),
+        )
+        body = header + self.hyper_stream + self.latent_stream
+        return body + _CRC.pack(zlib.crc32(body))
+
+    @property
+    def size(self) -> int:
+        return OVERHEAD + len(self.hyper_stream) + len(self.latent_stream)
+
+    @property
+    def bits_per_pixel(self) -> float:
+        return 8 * self.size / (self.width * self.height)
+
+
+def _check_dimensions(width: int, height: int) -> None:
+    if not (1 <= width <= MAX_DIMENSION and 1 <= height <= MAX_DIMENSION):
+        raise FormatError(f"image dimensions {width}x{height} are outside 1..{MAX_DIMENSION}")
+
+
+def parse(data: bytes) -> VaeFile:
+    """Read and check a .vae file; raises FormatError saying what is wrong."""
+    data = bytes(data)
+    if len(data) < 4 or data[:4] != MAGIC:
+        raise FormatError("not a .vae file (wrong magic bytes)")
+    if len(data) < OVERHEAD:
+        raise FormatError("truncated .vae file (shorter than its header)")
+    magic, version, mode, quality, width, height, weights_id, hyper_len, latent_len = _HEADER.unpack_from(data)
+    if version > VERSION:
+        raise FormatError(f".vae format version {version} is newer than this vaecodec reads ({VERSION}); upgrade vaecodec")
+    if version < 1:
+        raise FormatError(f"invalid .vae format version {version}")
+    if HEADER_SIZE + hyper_len + latent_len + _CRC.size != len(data):
+        raise FormatError("truncated or padded .vae file (stream lengths do not match the file size)")
+    (crc,) = _CRC.unpack_from(data, len(data) - _CRC.size)
+    if zlib.crc32(data[: -_CRC.size]) != crc:
+        raise FormatError("corrupt .vae file (checksum mismatch)")
+    if mode >= len(COLOUR_MODES):
+        raise FormatError(f"unknown colour mode {mode}")
+    if quality > 10000:
+        raise FormatError(f"invalid quality {quality / 100}")
+    _check_dimensions(width, height)
+    hyper_end = HEADER_SIZE + hyper_len
+    return VaeFile(
+        mode=COLOUR_MODES[mode], width=width, height=height, quality=quality / 100, weights_id=weights_id,
+        hyper_stream=data[HEADER_SIZE:hyper_end], latent_stream=data[hyper_end : hyper_end + latent_len],
+    )

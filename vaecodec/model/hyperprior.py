@@ -1,0 +1,122 @@
+"""The variable-rate mean-scale hyperprior VAE (Ballé 2018, Minnen 2018, gain units of Cui 2021).
+
+Encoder path: image -> analysis transform g_a -> latent y -> hyper-analysis h_a -> hyper-latent z.
+z is coded under a learned factorized density; the hyper-synthesis h_s maps the decoded z to a
+mean mu and a scale sigma for every element of y. One set of weights covers the whole rate range:
+a rate level t in [0, levels-1] picks (by log-linear interpolation) a per-channel gain g that
+multiplies y before rounding, and an inverse gain applied after; a larger gain means finer steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vaecodec.model.layers import GDN, FactorizedDensity, gaussian_likelihood
+
+# Rate-distortion trade-offs of the rate levels (loss = bits/pixel + lambda * 255^2 * MSE),
+# the eight MSE points of CompressAI's model zoo, spanning about 0.1 to 2 bpp.
+DEFAULT_LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape of the network; stored beside the weights so a file describes its own model."""
+
+    channels: int = 64
+    latent_channels: int = 96
+    lambdas: tuple[float, ...] = DEFAULT_LAMBDAS
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelConfig:
+        return cls(int(data["channels"]), int(data["latent_channels"]), tuple(float(v) for v in data["lambdas"]))
+
+
+def _conv(cin: int, cout: int, kernel: int = 5, stride: int = 2) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2)
+
+
+def _deconv(cin: int, cout: int, kernel: int = 5, stride: int = 2) -> nn.ConvTranspose2d:
+    return nn.ConvTranspose2d(cin, cout, kernel, stride=stride, padding=kernel // 2, output_padding=stride - 1)
+
+
+def ste_round(x: torch.Tensor) -> torch.Tensor:
+    """Round in the forward pass, identity gradient in the backward pass."""
+    return x + (torch.round(x) - x).detach()
+
+
+class HyperpriorModel(nn.Module):
+    """Mean-scale hyperprior with gain units; see the module docstring."""
+
+    # Downsampling of the image to the hyper-latent: inputs are padded to a multiple of this.
+    STRIDE = 64
+
+    def __init__(self, config: ModelConfig = ModelConfig()) -> None:
+        super().__init__()
+        self.config = config
+        n, m = config.channels, config.latent_channels
+        self.g_a = nn.Sequential(
+            _conv(3, n), GDN(n), _conv(n, n), GDN(n), _conv(n, n), GDN(n), _conv(n, m)
+        )
+        self.g_s = nn.Sequential(
+            _deconv(m, n), GDN(n, inverse=True), _deconv(n, n), GDN(n, inverse=True),
+            _deconv(n, n), GDN(n, inverse=True), _deconv(n, 3),
+        )
+        self.h_a = nn.Sequential(
+            _conv(m, n, 3, 1), nn.LeakyReLU(inplace=True), _conv(n, n), nn.LeakyReLU(inplace=True), _conv(n, n)
+        )
+        self.h_s = nn.Sequential(
+            _deconv(n, m), nn.LeakyReLU(inplace=True), _deconv(m, m * 3 // 2), nn.LeakyReLU(inplace=True),
+            _conv(m * 3 // 2, 2 * m, 3, 1),
+        )
+        self.hyper_density = FactorizedDensity(n)
+        # Step size scales as 1/sqrt(lambda) at high rate, so start the gains there.
+        lambdas = torch.tensor(config.lambdas)
+        log_gain = 0.5 * torch.log(lambdas / lambdas[len(lambdas) // 2])
+        self.log_gain = nn.Parameter(log_gain[:, None].repeat(1, m))
+        self.log_inverse_gain = nn.Parameter(-log_gain[:, None].repeat(1, m))
+
+    @property
+    def levels(self) -> int:
+        return len(self.config.lambdas)
+
+    def _interpolate(self, table: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+        """Log-linear interpolation of per-level rows at continuous levels (B,) -> (B, M, 1, 1)."""
+        level = level.clamp(0, self.levels - 1)
+        low = level.floor().clamp(max=self.levels - 2).long()
+        frac = (level - low)[:, None]
+        rows = table[low] * (1 - frac) + table[low + 1] * frac
+        return torch.exp(rows)[:, :, None, None]
+
+    def gains(self, level: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encoder-side gain and decoder-side inverse gain at rate levels (B,)."""
+        return self._interpolate(self.log_gain, level), self._interpolate(self.log_inverse_gain, level)
+
+    def lambdas_at(self, level: torch.Tensor) -> torch.Tensor:
+        """The trade-off lambda at continuous levels, interpolated in the log domain."""
+        table = torch.log(torch.tensor(self.config.lambdas, device=level.device))[:, None]
+        return self._interpolate(table, level).flatten()
+
+    def hyper_parameters(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and scale of every latent element (before gains) from the decoded hyper-latent."""
+        means, raw_scales = self.h_s(z_hat).chunk(2, dim=1)
+        return means, F.softplus(raw_scales)
+
+    def forward(self, x: torch.Tensor, level: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Training pass: additive noise for the rate terms, rounded values for the synthesis."""
+        y = self.g_a(x)
+        z = self.h_a(y)
+        z_likelihoods = self.hyper_density.likelihood(z + torch.empty_like(z).uniform_(-0.5, 0.5))
+        means, scales = self.hyper_parameters(ste_round(z))
+        gain, inverse_gain = self.gains(level)
+        y_gained, means_gained = y * gain, means * gain
+        noisy = y_gained + torch.empty_like(y).uniform_(-0.5, 0.5)
+        y_likelihoods = gaussian_likelihood(noisy, means_gained, scales * gain)
+        y_hat = (ste_round(y_gained - means_gained) + means_gained) * inverse_gain
+        return {"x_hat": self.g_s(y_hat), "y_likelihoods": y_likelihoods, "z_likelihoods": z_likelihoods}

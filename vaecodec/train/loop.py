@@ -1,0 +1,187 @@
+"""The training loop: rate + lambda * distortion over random crops, one model for all rates.
+
+Every batch draws a continuous rate level per crop, so each step trains the whole rate range.
+Checkpoints (model, optimizer, step, elapsed time) are written every few minutes and on exit; a
+CSV log records the loss terms and the periodic validation results.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from vaecodec.model.hyperprior import HyperpriorModel, ModelConfig
+from vaecodec.model.weights import load_weights, save_weights
+from vaecodec.train.data import CropSampler, split_images
+
+
+@dataclass
+class TrainSettings:
+    data: Path
+    out: Path
+    steps: int = 100_000
+    batch: int = 8
+    crop: int = 128
+    lr: float = 5e-4
+    lr_final: float = 5e-5
+    decay_start: float = 0.8  # fraction of the steps after which the learning rate decays (cosine)
+    channels: int = 64
+    latent_channels: int = 96
+    device: str = "auto"
+    resume: bool = False
+    init_weights: Path | None = None
+    checkpoint_minutes: float = 5.0
+    eval_every: int = 2000
+    eval_images: int = 8
+    threads: int = 0
+    seed: int = 0
+    export: Path | None = None
+
+
+def rate_distortion_loss(out: dict[str, torch.Tensor], x: torch.Tensor, lambdas: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Batch loss terms from a training pass: rate in bits per pixel, MSE on the 0-255 scale."""
+    pixels = x.shape[2] * x.shape[3]
+    bits = -(out["y_likelihoods"].log2().sum(dim=(1, 2, 3)) + out["z_likelihoods"].log2().sum(dim=(1, 2, 3)))
+    bpp = bits / pixels
+    mse = (out["x_hat"] - x).square().mean(dim=(1, 2, 3)) * 255**2
+    return {"loss": (bpp + lambdas * mse).mean(), "bpp": bpp.mean(), "mse": mse.mean()}
+
+
+def learning_rate(settings: TrainSettings, step: int) -> float:
+    start = int(settings.steps * settings.decay_start)
+    if step < start:
+        return settings.lr
+    progress = min(1.0, (step - start) / max(1, settings.steps - start))
+    return settings.lr_final + 0.5 * (settings.lr - settings.lr_final) * (1 + math.cos(math.pi * progress))
+
+
+def _pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world size); initialises the process group when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank() if world > 1 else 0), world
+
+
+def train(settings: TrainSettings, log=print) -> HyperpriorModel:
+    """Run (or resume) training; returns the trained model."""
+    from vaecodec.train.evaluate import evaluate_model  # uses the codec, which imports the model
+
+    rank, world = _distributed()
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    device = _pick_device(settings.device)
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    torch.manual_seed(settings.seed + rank)
+    out = Path(settings.out)
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoint_path = out / "checkpoint.pt"
+
+    model = HyperpriorModel(ModelConfig(settings.channels, settings.latent_channels))
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
+    step, elapsed = 0, 0.0
+    if settings.resume and checkpoint_path.exists():
+        state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+        model = HyperpriorModel(ModelConfig.from_dict(state["config"]))
+        model.load_state_dict(state["model"])
+        optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
+        optimizer.load_state_dict(state["optimizer"])
+        step, elapsed = int(state["step"]), float(state["elapsed"])
+        log(f"resumed from {checkpoint_path} at step {step} ({elapsed / 3600:.2f} h)")
+    elif settings.init_weights is not None:
+        shipped = load_weights(settings.init_weights)
+        model = shipped.model.train()
+        optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
+        # Continue the campaign's step count so the schedule and the log carry on.
+        step = int(shipped.metadata.get("steps", 0))
+        elapsed = float(shipped.metadata.get("hours", 0.0)) * 3600
+        log(f"initialised from {settings.init_weights} (step {step})")
+    model.to(device)
+    for group in optimizer.state.values():
+        for k, v in group.items():
+            if torch.is_tensor(v):
+                group[k] = v.to(device)
+    trained = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+
+    train_paths, val_paths = split_images(settings.data)
+    if step < settings.steps:
+        sampler = CropSampler(train_paths, settings.crop, seed=settings.seed + 1000 * rank + step)
+        log(f"{len(train_paths)} training / {len(val_paths)} validation photos, device {device}, world {world}")
+
+    first_step = step
+
+    def save_checkpoint() -> None:
+        if rank != 0 or step == first_step:
+            return
+        state = {
+            "config": model.config.to_dict(), "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(), "step": step, "elapsed": elapsed,
+        }
+        torch.save(state, checkpoint_path.with_suffix(".tmp"))
+        checkpoint_path.with_suffix(".tmp").replace(checkpoint_path)
+
+    log_file = out / "log.csv"
+    new_log = not log_file.exists()
+    with open(log_file, "a", newline="") as handle:
+        writer = csv.writer(handle)
+        if new_log and rank == 0:
+            writer.writerow(["step", "hours", "lr", "loss", "bpp", "mse", "eval_bpp", "eval_psnr"])
+        last_checkpoint = time.monotonic()
+        running = {"loss": 0.0, "bpp": 0.0, "mse": 0.0}
+        count = 0
+        try:
+            while step < settings.steps:
+                started = time.monotonic()
+                lr = learning_rate(settings, step)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                x = sampler.batch(settings.batch).to(device)
+                level = torch.rand(x.shape[0], device=device) * (model.levels - 1)
+                out_terms = rate_distortion_loss(trained(x, level), x, model.lambdas_at(level))
+                optimizer.zero_grad(set_to_none=True)
+                out_terms["loss"].backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+                step += 1
+                elapsed += time.monotonic() - started
+                for k in running:
+                    running[k] += out_terms[k].item()
+                count += 1
+                if rank == 0 and step % 100 == 0:
+                    means = {k: v / count for k, v in running.items()}
+                    writer.writerow([step, f"{elapsed / 3600:.4f}", f"{lr:.2e}", f"{means['loss']:.4f}",
+                                     f"{means['bpp']:.4f}", f"{means['mse']:.2f}", "", ""])
+                    handle.flush()
+                    log(f"step {step} loss {means['loss']:.3f} bpp {means['bpp']:.3f} mse {means['mse']:.1f} lr {lr:.1e}")
+                    running = dict.fromkeys(running, 0.0)
+                    count = 0
+                if rank == 0 and settings.eval_every and step % settings.eval_every == 0:
+                    for quality, (bpp, psnr) in evaluate_model(model, val_paths[: settings.eval_images]).items():
+                        writer.writerow([step, f"{elapsed / 3600:.4f}", "", "", "", "", f"{bpp:.4f}", f"{psnr:.3f}"])
+                        log(f"eval step {step} quality {quality}: {bpp:.3f} bpp {psnr:.2f} dB")
+                    handle.flush()
+                if time.monotonic() - last_checkpoint > settings.checkpoint_minutes * 60:
+                    save_checkpoint()
+                    last_checkpoint = time.monotonic()
+        finally:
+            save_checkpoint()
+    if rank == 0 and settings.export is not None:
+        model.cpu().eval()
+        metadata = {"steps": step, "hours": round(elapsed / 3600, 3), "device": str(device), "world": world}
+        save_weights(model, settings.export, metadata)
+        log(f"exported weights to {settings.export}")
+    return model
