@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from vaecodec.errors import VaecodecError
+
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm"}
 VALIDATION_EVERY = 16  # one photo in this many (by name hash) is held out for validation
 
@@ -47,12 +49,12 @@ class CropSampler:
 
     def __init__(self, paths: list[Path], crop: int, seed: int = 0) -> None:
         if not paths:
-            raise ValueError("no training images found")
+            raise VaecodecError("no training images found")
         rng = np.random.default_rng(seed)
         images = [_load_rgb(p, rng, crop) for p in paths]
         self.images = [im for im in images if min(im.shape[:2]) >= crop]
         if not self.images:
-            raise ValueError(f"no training image is at least {crop}x{crop}")
+            raise VaecodecError(f"no training image is at least {crop}x{crop}")
         areas = np.array([im.shape[0] * im.shape[1] for im in self.images], dtype=np.float64)
         self.weights = areas / areas.sum()
         self.crop = crop

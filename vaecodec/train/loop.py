@@ -169,7 +169,7 @@ def train(settings: TrainSettings, log=print) -> HyperpriorModel:
                     log(f"step {step} loss {means['loss']:.3f} bpp {means['bpp']:.3f} mse {means['mse']:.1f} lr {lr:.1e}")
                     running = dict.fromkeys(running, 0.0)
                     count = 0
-                if rank == 0 and settings.eval_every and step % settings.eval_every == 0:
+                if rank == 0 and val_paths and settings.eval_every and step % settings.eval_every == 0:
                     for quality, (bpp, psnr) in evaluate_model(model, val_paths[: settings.eval_images]).items():
                         writer.writerow([step, f"{elapsed / 3600:.4f}", "", "", "", "", f"{bpp:.4f}", f"{psnr:.3f}"])
                         log(f"eval step {step} quality {quality}: {bpp:.3f} bpp {psnr:.2f} dB")

@@ -1,0 +1,33 @@
+"""Shared fixtures: small photos from scikit-image's bundled data and one loaded codec."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data
+
+import vaecodec
+from vaecodec.api import get_codec
+from vaecodec.train import evaluate
+
+
+@pytest.fixture(scope="session")
+def codec() -> vaecodec.Codec:
+    return get_codec()
+
+
+@pytest.fixture(scope="session")
+def photo() -> Image.Image:
+    """A 96x128 RGB photo (the astronaut's face and shoulder)."""
+    return Image.fromarray(data.astronaut()[40:136, 150:278])
+
+
+@pytest.fixture(scope="session")
+def gray_photo() -> Image.Image:
+    """A 80x100 grayscale photo (the camera man)."""
+    return Image.fromarray(data.camera()[100:180, 200:300])
+
+
+def psnr(a: Image.Image | np.ndarray, b: Image.Image | np.ndarray) -> float:
+    return evaluate.psnr(np.asarray(a), np.asarray(b))

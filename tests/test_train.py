@@ -1,0 +1,95 @@
+"""Training: a tiny run through the CLI writes a log, a checkpoint and weights that code images."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data
+
+import vaecodec
+from vaecodec.cli.main import main
+from vaecodec.model.hyperprior import HyperpriorModel, ModelConfig
+from vaecodec.model.weights import load_weights, save_weights
+from vaecodec.train.data import split_images
+from vaecodec.train.loop import rate_distortion_loss
+
+TINY = ["--channels", "8", "--latent-channels", "12", "--batch", "2", "--crop", "64", "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def photo_folder(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("photos")
+    source = data.astronaut()
+    for i in range(16):  # img020..img024 hash into the validation split
+        Image.fromarray(source[i * 10 : i * 10 + 96, i * 12 : i * 12 + 112]).save(folder / f"img{i + 14:03d}.png")
+    return folder
+
+
+def test_split_is_stable_and_disjoint(photo_folder: Path) -> None:
+    train, val = split_images(photo_folder)
+    assert val and train and not set(train) & set(val)
+    assert (train, val) == split_images(photo_folder)
+
+
+def test_train_resume_and_export(photo_folder: Path, tmp_path: Path, capsys) -> None:
+    out, weights = tmp_path / "run", tmp_path / "tiny.pt"
+    assert main(["train", str(photo_folder), "--out", str(out), "--steps", "3", "--eval-every", "3", "--eval-images", "1", *TINY]) == 0
+    assert (out / "checkpoint.pt").exists()
+    with open(out / "log.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows and all(float(row["eval_bpp"]) > 0 for row in rows)
+    assert main(["train", str(photo_folder), "--out", str(out), "--steps", "5", "--resume", "--eval-every", "0",
+                 "--export", str(weights), *TINY]) == 0
+    assert "resumed from" in capsys.readouterr().out
+    trained = load_weights(weights)
+    assert trained.metadata["steps"] == 5
+    codec = vaecodec.Codec(weights)
+    image = np.asarray(Image.open(next(photo_folder.iterdir())))
+    assert codec.decompress(codec.compress(image)).size == (image.shape[1], image.shape[0])
+
+
+def test_training_step_lowers_the_loss() -> None:
+    torch.manual_seed(0)
+    model = HyperpriorModel(ModelConfig(8, 12))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x = torch.from_numpy(data.astronaut()[100:164, 200:264].copy()).permute(2, 0, 1)[None].float() / 255
+    level = torch.tensor([3.0])
+
+    def loss() -> torch.Tensor:
+        torch.manual_seed(1)  # the same quantization noise each time
+        return rate_distortion_loss(model(x, level), x, model.lambdas_at(level))["loss"]
+
+    before = loss().item()
+    for _ in range(20):
+        optimizer.zero_grad()
+        loss().backward()
+        optimizer.step()
+    assert loss().item() < before
+
+
+def test_weights_round_trip_without_pickle(tmp_path: Path) -> None:
+    model = HyperpriorModel(ModelConfig(8, 12)).eval()
+    path = tmp_path / "w.pt"
+    weights_id = save_weights(model, path, {"steps": 7})
+    loaded = load_weights(path)
+    assert loaded.weights_id == weights_id and loaded.metadata == {"steps": 7}
+    for name, value in model.state_dict().items():
+        assert torch.equal(loaded.model.state_dict()[name], value.half().float())
+    torch.save({"format": "vaecodec-weights-1", "evil": object()}, tmp_path / "pickled.pt")
+    with pytest.raises(vaecodec.VaecodecError, match="not a vaecodec weights file"):
+        load_weights(tmp_path / "pickled.pt")
+
+
+def test_shipped_weights_are_found_and_trained() -> None:
+    trained = load_weights()
+    assert trained.metadata.get("steps", 0) >= 1000
+
+
+def test_train_refuses_a_missing_folder(tmp_path: Path, capsys) -> None:
+    assert main(["train", str(tmp_path / "nothing"), "--out", str(tmp_path / "run")]) == 1
+    assert "no such directory" in capsys.readouterr().err
