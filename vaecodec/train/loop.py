@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,11 +77,21 @@ def _distributed() -> tuple[int, int]:
     return (dist.get_rank() if world > 1 else 0), world
 
 
+def _stop_on_sigterm() -> None:
+    """Let ``kill`` end training like Ctrl-C does: through the final checkpoint."""
+
+    def stop(signum, frame) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+
+
 def train(settings: TrainSettings, log=print) -> HyperpriorModel:
     """Run (or resume) training; returns the trained model."""
     from vaecodec.train.evaluate import evaluate_model  # uses the codec, which imports the model
 
     rank, world = _distributed()
+    _stop_on_sigterm()
     if settings.threads:
         torch.set_num_threads(settings.threads)
     device = _pick_device(settings.device)
