@@ -1,4 +1,4 @@
-"""The entropy coder: lossless round trips of both streams and the integer tables behind them."""
+"""The entropy coder and its tables: lossless round trips, integer index rule, exact tables."""
 
 from __future__ import annotations
 
@@ -6,45 +6,68 @@ import numpy as np
 import pytest
 import torch
 
-from vaecodec.entropy.coder import StreamError, decode_hyper, decode_latent, encode_hyper, encode_latent
-from vaecodec.entropy.tables import PMF_PRECISION_BITS, SCALE_TABLE, quantize_pmf, scale_indexes
+from vaecodec.entropy.coder import CodingTables, StreamError
+from vaecodec.entropy.tables import (
+    HYPER_PRECISION_BITS, LATENT_PRECISION_BITS, LATENT_RADIUS, SCALE_LEVELS, SCALE_LOG_MIN, SCALE_LOG_STEP,
+    SCALE_TABLE, gaussian_table_counts, quantize_pmf, scale_index,
+)
 
 
-def test_latent_round_trip_and_rate_follows_scale() -> None:
+@pytest.fixture(scope="module")
+def latent_tables() -> CodingTables:
+    return CodingTables(gaussian_table_counts())
+
+
+def test_latent_round_trip_and_rate_follows_scale(latent_tables: CodingTables) -> None:
     rng = np.random.default_rng(0)
-    indexes = rng.integers(0, len(SCALE_TABLE), size=(4, 8, 8))
+    indexes = rng.integers(0, SCALE_LEVELS, size=(4, 8, 8))
     symbols = np.round(rng.normal(size=indexes.shape) * SCALE_TABLE[indexes]).astype(np.int64)
     symbols[0, 0, 0] = 900  # far in the tail, still codable
-    data = encode_latent(symbols, indexes)
-    assert np.array_equal(decode_latent(data, indexes), symbols)
-    narrow = encode_latent(np.zeros((256,), np.int64), np.zeros(256, np.int64))
-    wide = encode_latent(np.zeros((256,), np.int64), np.full(256, 40))
-    assert len(narrow) < len(wide)
+    data = latent_tables.encode(symbols, indexes)
+    assert np.array_equal(latent_tables.decode(data, indexes), symbols)
+    zeros = np.zeros(256, np.int64)
+    assert len(latent_tables.encode(zeros, zeros)) < len(latent_tables.encode(zeros, zeros + 40))
 
 
-def test_hyper_round_trip_with_per_channel_tables() -> None:
+def test_out_of_range_values_are_clipped(latent_tables: CodingTables) -> None:
+    indexes = np.array([0, 63])
+    data = latent_tables.encode(np.array([5000, -5000]), indexes)
+    assert latent_tables.decode(data, indexes).tolist() == [LATENT_RADIUS, -LATENT_RADIUS]
+
+
+def test_per_channel_tables_round_trip() -> None:
     rng = np.random.default_rng(1)
-    pmf = rng.random((3, 9)) + np.eye(3, 9, 4) * 5
-    counts = quantize_pmf(pmf)
+    tables = CodingTables(quantize_pmf(rng.random((3, 9)) + np.eye(3, 9, 4) * 5, HYPER_PRECISION_BITS))
     symbols = rng.integers(-4, 5, size=(3, 50))
-    assert np.array_equal(decode_hyper(encode_hyper(symbols, counts), counts, 50), symbols)
+    channels = np.broadcast_to(np.arange(3)[:, None], symbols.shape)
+    assert np.array_equal(tables.decode(tables.encode(symbols, channels), channels), symbols)
 
 
-def test_decoding_with_the_wrong_count_is_detected() -> None:
+def test_malformed_streams_are_detected(latent_tables: CodingTables) -> None:
     indexes = np.full(64, 30)
-    data = encode_latent(np.arange(64) - 32, indexes)
+    data = latent_tables.encode(np.arange(64) - 32, indexes)
     with pytest.raises(StreamError):
-        decode_latent(data, indexes[:10])
+        latent_tables.decode(data, indexes[:10])
     with pytest.raises(StreamError):
-        decode_latent(data[:-2], indexes)
+        latent_tables.decode(data[:-2], indexes)
+    with pytest.raises(StreamError):
+        latent_tables.decode(data, np.full(64, SCALE_LEVELS))
 
 
-def test_quantized_tables_are_complete_and_exact() -> None:
-    counts = quantize_pmf(np.array([[1e-12, 0.5, 0.5 - 1e-12], [0.2, 0.3, 0.5]]))
-    assert counts.sum(axis=1).tolist() == [1 << PMF_PRECISION_BITS] * 2
+def test_tables_are_complete_and_exact() -> None:
+    counts = quantize_pmf(np.array([[1e-12, 0.5, 0.5 - 1e-12], [0.2, 0.3, 0.5]]), HYPER_PRECISION_BITS)
+    assert counts.sum(axis=1).tolist() == [1 << HYPER_PRECISION_BITS] * 2
     assert counts.min() >= 1
+    gaussians = gaussian_table_counts()
+    assert gaussians.shape == (SCALE_LEVELS, 2 * LATENT_RADIUS + 1)
+    assert (gaussians.sum(axis=1) == 1 << LATENT_PRECISION_BITS).all() and gaussians.min() >= 1
+    assert (np.abs(gaussians.argmax(axis=1) - LATENT_RADIUS) <= 1).all()
+    mirrored = gaussians[:, LATENT_RADIUS + 1 :][:, ::-1].astype(np.int64)
+    assert np.abs(gaussians[:, :LATENT_RADIUS] - mirrored).sum(axis=1).max() < 1 << (LATENT_PRECISION_BITS - 10)
 
 
-def test_scale_indexes_pick_the_smallest_covering_scale() -> None:
-    scales = torch.tensor([0.0, SCALE_TABLE[0], SCALE_TABLE[5] * 0.999, SCALE_TABLE[5], 1e9], dtype=torch.float64)
-    assert scale_indexes(scales).tolist() == [0, 0, 5, 5, len(SCALE_TABLE) - 1]
+def test_scale_index_is_the_smallest_covering_entry() -> None:
+    entry = lambda i: SCALE_LOG_MIN + i * SCALE_LOG_STEP  # noqa: E731
+    log_scales = torch.tensor([-10**6, entry(0), entry(5) - 1, entry(5), entry(5) + 1, 10**6])
+    assert scale_index(log_scales).tolist() == [0, 0, 5, 5, 6, SCALE_LEVELS - 1]
+    assert np.allclose(np.log(SCALE_TABLE) * 256, [entry(i) for i in range(SCALE_LEVELS)])

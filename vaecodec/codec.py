@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,15 +14,27 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from vaecodec.entropy.coder import decode_hyper, decode_latent, encode_hyper, encode_latent
-from vaecodec.entropy.tables import scale_indexes
 from vaecodec.errors import VaecodecError
-from vaecodec.format.container import VaeFile, parse
+from vaecodec.format.container import MAX_DIMENSION, VaeFile, parse
 from vaecodec.imageio import ImageLike, to_tensor
+from vaecodec.model.fixed_point import quality_units
 from vaecodec.model.hyperprior import HyperpriorModel
 from vaecodec.model.weights import TrainedModel, load_weights
 
 DEFAULT_QUALITY = 75
+
+
+@dataclass
+class Analysis:
+    """An image after the analysis transforms: everything about its coding but the quality."""
+
+    mode: str
+    width: int
+    height: int
+    y: torch.Tensor  # the latent, before gains
+    hyper_stream: bytes
+    means: torch.Tensor  # latent means before gains (exact, from the integer hyper-synthesis)
+    log_scales: torch.Tensor  # fixed-point log-scales before gains
 
 
 def check_quality(quality: float) -> float:
@@ -44,16 +57,17 @@ class Codec:
         self.model: HyperpriorModel = trained.model.to(self.device)
         self.weights_id = trained.weights_id
         self.metadata = trained.metadata
-        self._z_offsets = trained.z_offsets
-        self._z_counts = trained.z_counts
-        self._z_offsets_tensor = torch.as_tensor(trained.z_offsets, dtype=torch.float32, device=self.device)
+        self._z_offsets = torch.from_numpy(trained.z_offsets)
+        self._hyper_tables = trained.hyper_tables
+        self._latent_tables = trained.latent_tables
+        self._entropy_parameters = trained.entropy_parameters
 
     # -- public API ---------------------------------------------------------------------------
 
     def compress(self, image: ImageLike, quality: float = DEFAULT_QUALITY) -> bytes:
         """Encode a PIL image, a uint8 array (HxWx3 or HxW) or a CxHxW float tensor in [0, 1]."""
         x, mode = to_tensor(image)
-        return self._encode(x, check_quality(quality), mode).to_bytes()
+        return self._code(self._analyse(x, mode), check_quality(quality)).to_bytes()
 
     def decompress(self, data: bytes) -> Image.Image:
         """Decode .vae bytes to a PIL image (RGB, or L for grayscale originals)."""
@@ -77,32 +91,39 @@ class Codec:
     # -- coding ---------------------------------------------------------------------------------
 
     def _level(self, quality: float) -> torch.Tensor:
+        """The model's continuous rate level for a quality: 0..100 spans the trained levels."""
         return torch.tensor([quality / 100 * (self.model.levels - 1)], device=self.device)
 
     @torch.no_grad()
-    def _encode(self, x: torch.Tensor, quality: float, mode: str) -> VaeFile:
+    def _analyse(self, x: torch.Tensor, mode: str) -> Analysis:
+        """The quality-independent half of encoding: transforms, hyper-latent stream, parameters."""
         height, width = x.shape[-2:]
-        if not (1 <= width <= 65535 and 1 <= height <= 65535):
-            raise VaecodecError(f"image dimensions {width}x{height} are outside 1..65535")
+        if not (1 <= width <= MAX_DIMENSION and 1 <= height <= MAX_DIMENSION):
+            raise VaecodecError(f"image dimensions {width}x{height} are outside 1..{MAX_DIMENSION}")
         stride = HyperpriorModel.STRIDE
         padded = F.pad(x[None].to(self.device), (0, -width % stride, 0, -height % stride), mode="replicate")
         y = self.model.g_a(padded)
-        z = self.model.h_a(y)
-        radius = (self._z_counts.shape[1] - 1) // 2
-        offsets = self._z_offsets_tensor[None, :, None, None]
-        z_symbols = (torch.round(z) - offsets).clamp(-radius, radius)
-        hyper_stream = encode_hyper(z_symbols[0].flatten(1).cpu().numpy().astype(np.int64), self._z_counts)
-        means, indexes, gain, _ = self._latent_distribution(z_symbols + offsets, quality)
-        symbols = torch.round(y * gain - means)
-        latent_stream = encode_latent(symbols.cpu().numpy(), indexes)
-        return VaeFile(mode, width, height, quality, self.weights_id, hyper_stream, latent_stream)
+        z = torch.round(self.model.h_a(y)).cpu().to(torch.int64)
+        radius = self._hyper_tables.radius
+        offsets = self._z_offsets[None, :, None, None]
+        z_symbols = (z - offsets).clamp(-radius, radius)
+        hyper_stream = self._hyper_tables.encode(z_symbols.numpy(), self._hyper_table_indexes(z.shape))
+        means, log_scales = self._entropy_parameters(z_symbols + offsets)
+        return Analysis(mode, width, height, y, hyper_stream, means.to(self.device), log_scales)
 
-    def _latent_distribution(self, z_hat: torch.Tensor, quality: float):
-        """Gained means, scale-table indexes (numpy) and the gains for a decoded hyper-latent."""
-        means, scales = self.model.hyper_parameters(z_hat)
-        gain, inverse_gain = self.model.gains(self._level(quality))
-        indexes = scale_indexes(scales * gain).cpu().numpy()
-        return means * gain, indexes, gain, inverse_gain
+    @torch.no_grad()
+    def _code(self, analysis: Analysis, quality: float) -> VaeFile:
+        """The quality-dependent half of encoding: gains, quantization and the latent stream."""
+        gain, _ = self.model.gains(self._level(quality))
+        symbols = torch.round(analysis.y * gain - analysis.means * gain).cpu().numpy()
+        indexes = self._entropy_parameters.indexes(analysis.log_scales, quality_units(quality))
+        latent_stream = self._latent_tables.encode(symbols, indexes.numpy())
+        return VaeFile(analysis.mode, analysis.width, analysis.height, quality, self.weights_id,
+                       analysis.hyper_stream, latent_stream)
+
+    def _hyper_table_indexes(self, shape: torch.Size) -> np.ndarray:
+        """Each hyper-latent element is coded under its channel's table."""
+        return np.broadcast_to(np.arange(shape[1])[None, :, None, None], tuple(shape))
 
     @torch.no_grad()
     def _decode(self, file: VaeFile) -> torch.Tensor:
@@ -112,11 +133,13 @@ class Codec:
                 f"{self.weights_id.hex()}; decode it with the vaecodec version that wrote it"
             )
         stride = HyperpriorModel.STRIDE
-        rows, cols = -(-file.height // stride), -(-file.width // stride)
-        channels = self._z_counts.shape[0]
-        z_symbols = decode_hyper(file.hyper_stream, self._z_counts, rows * cols)
-        z_hat = torch.as_tensor(z_symbols + self._z_offsets[:, None], dtype=torch.float32, device=self.device)
-        means, indexes, _, inverse_gain = self._latent_distribution(z_hat.view(1, channels, rows, cols), file.quality)
-        symbols = torch.as_tensor(decode_latent(file.latent_stream, indexes), dtype=torch.float32, device=self.device)
-        x_hat = self.model.g_s((symbols + means) * inverse_gain)
+        shape = torch.Size((1, len(self._z_offsets), -(-file.height // stride), -(-file.width // stride)))
+        z_symbols = self._hyper_tables.decode(file.hyper_stream, self._hyper_table_indexes(shape))
+        means, log_scales = self._entropy_parameters(torch.from_numpy(z_symbols) + self._z_offsets[None, :, None, None])
+        indexes = self._entropy_parameters.indexes(log_scales, quality_units(file.quality))
+        symbols = torch.from_numpy(self._latent_tables.decode(file.latent_stream, indexes.numpy()))
+        gain, inverse_gain = self.model.gains(self._level(file.quality))
+        means = means.to(self.device)
+        y_hat = (symbols.to(self.device, torch.float32) + means * gain) * inverse_gain
+        x_hat = self.model.g_s(y_hat)
         return x_hat[:, :, : file.height, : file.width].clamp(0, 1)

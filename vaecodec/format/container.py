@@ -18,20 +18,26 @@ All integers are little-endian. A file is a 32-byte header, the payload, and a C
 Decoding (see ``vaecodec.codec``): the image is padded (edge replication) to multiples of 64,
 giving a latent of M x ceil(H/64)*4 x ceil(W/64)*4 and a hyper-latent of N x ceil(H/64) x
 ceil(W/64), with M and N from the weights. Each stream is the sequence of 32-bit words of a
-constriction ANS coder (stack; the decoder reads symbols in the order listed):
+constriction ANS coder (``stack.AnsCoder``). Symbols are coded under integer tables stored in the
+weights file (rows of counts summing to a power of two; entry k of a row of 2R+1 entries is the
+value k - R; constriction ``Categorical(counts / sum, perfect=False)``), grouped by table in
+increasing table order and, within a table, in raster (channel, row, column) order
+(``vaecodec.entropy.coder``):
 
-1. Hyper-latent: for channel c = 0..N-1, its values in raster order, each coded as
-   z - offset[c] in [-R, R] under the weights' frozen integer table for channel c (counts that
-   sum to 2**16; constriction ``Categorical(counts / 2**16, perfect=False)``).
-2. The hyper-synthesis network maps z to a mean mu and a scale sigma per latent element; the
-   quality q gives the rate level t = q/100 * (levels - 1) and from it the per-channel gains
-   g (encoder) and g' (decoder). Each latent element's table index is the smallest i with
-   SCALE_TABLE[i] >= sigma * g (64 log-spaced scales from 0.11 to 256; see
-   ``vaecodec.entropy.tables``).
-3. Latent: all elements in (channel, row, column) order, each symbol s in [-1023, 1023] coded
-   under constriction ``QuantizedGaussian(-1023, 1023)`` with mean 0 and std SCALE_TABLE[i].
-   The latent is y_hat = (s + mu * g) * g', and the synthesis network maps it to the padded image,
-   which is cropped to width x height and rounded to 8 bits.
+1. Hyper-latent: every element z[c, i, j] is coded as z - offset[c] under table c of the
+   weights' hyper-latent tables (2**16 counts per row).
+2. Entropy parameters, in integer arithmetic only (``vaecodec.model.fixed_point``): the
+   hyper-synthesis network, with weights and activations in fixed point, maps z to a mean mu and a
+   fixed-point log-scale per latent element; the quality (x 100, the header's integer) selects
+   per-channel integer log-gains (linear interpolation between the weights' rate levels) that are
+   added to the log-scales; the latent element's table index is the smallest i with
+   -565 + 32 i >= log-scale (units of 1/256 natural-log; ``vaecodec.entropy.tables``), clamped
+   to 0..63.
+3. Latent: every element's symbol s is coded under the weights' Gaussian table of its index
+   (2**24 counts per row, values -1023..1023).
+   The latent is y_hat = (s + mu * g) * g', with the float per-channel gains g (encoder) and g'
+   (decoder) of the quality's rate level t = q/100 * (levels - 1); the synthesis network maps it to
+   the padded image, which is cropped to width x height and rounded to 8 bits.
 
 Both streams must be consumed exactly. A file whose weights id differs from the loaded weights is
 refused: the same bytes decode to a different image under other weights.

@@ -3,6 +3,10 @@
 A weights file is a ``torch.save`` of plain containers only (config dict, float16 state dict,
 integer tables, a metadata dict), so it loads with ``torch.load(weights_only=True)``. Its identity in
 ``.vae`` files is the first 8 bytes of the SHA-256 of the file.
+
+Everything that defines coding probabilities and needs transcendental functions to build is
+computed once at export and stored as integers: the hyper-latent tables, the latent's Gaussian
+tables and the log-scale table of the integer hyper-synthesis.
 """
 
 from __future__ import annotations
@@ -16,8 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vaecodec.entropy.tables import quantize_pmf
+from vaecodec.entropy.coder import CodingTables
+from vaecodec.entropy.tables import HYPER_PRECISION_BITS, gaussian_table_counts, quantize_pmf
 from vaecodec.errors import VaecodecError
+from vaecodec.model.fixed_point import IntegerEntropyParameters, build_log_scale_table
 from vaecodec.model.hyperprior import HyperpriorModel, ModelConfig
 
 DEFAULT_WEIGHTS_NAME = "vaecodec-default.pt"
@@ -28,17 +34,15 @@ _TAIL_MASS = 1e-7
 
 @dataclass
 class TrainedModel:
-    """A model ready to code: the network, its hyper-latent tables and the weights identifier."""
+    """A model ready to code: the networks, the frozen coding tables and the weights identifier."""
 
     model: HyperpriorModel
-    z_offsets: np.ndarray  # (C,) int: the integer each channel's symbols are centred on
-    z_counts: np.ndarray  # (C, 2R+1) int: frozen probability counts of offset-R .. offset+R
+    z_offsets: np.ndarray  # (C,) int: the integer each hyper-latent channel's symbols are centred on
+    hyper_tables: CodingTables  # one table per hyper-latent channel, of offset-R .. offset+R
+    latent_tables: CodingTables  # one zero-mean quantized Gaussian per scale-table entry
+    entropy_parameters: IntegerEntropyParameters
     weights_id: bytes
     metadata: dict
-
-    @property
-    def z_radius(self) -> int:
-        return (self.z_counts.shape[1] - 1) // 2
 
 
 def default_weights_path() -> Path:
@@ -62,7 +66,7 @@ def freeze_hyper_tables(model: HyperpriorModel) -> tuple[np.ndarray, np.ndarray]
     index = np.clip(modes[:, None] + window[None, :], 0, grid.shape[1] - 1)
     pmf = np.take_along_axis(grid, index, axis=1) + 1e-12
     offsets = (modes - _MAX_TABLE_RADIUS * 2).astype(np.int32)
-    return offsets, quantize_pmf(pmf)
+    return offsets, quantize_pmf(pmf, HYPER_PRECISION_BITS)
 
 
 def serialize_weights(model: HyperpriorModel, metadata: dict | None = None) -> bytes:
@@ -76,6 +80,8 @@ def serialize_weights(model: HyperpriorModel, metadata: dict | None = None) -> b
         "state_dict": state,
         "z_offsets": torch.from_numpy(offsets),
         "z_counts": torch.from_numpy(counts),
+        "latent_counts": torch.from_numpy(gaussian_table_counts()),
+        "log_scale_table": build_log_scale_table(),
         "metadata": dict(metadata or {}),
     }
     buffer = io.BytesIO()
@@ -125,7 +131,9 @@ def weights_from_bytes(data: bytes) -> TrainedModel:
     return TrainedModel(
         model=model,
         z_offsets=payload["z_offsets"].numpy().astype(np.int64),
-        z_counts=payload["z_counts"].numpy().astype(np.int64),
+        hyper_tables=CodingTables(payload["z_counts"].numpy()),
+        latent_tables=CodingTables(payload["latent_counts"].numpy()),
+        entropy_parameters=IntegerEntropyParameters(model.h_s, model.log_gain, payload["log_scale_table"]),
         weights_id=weights_id_of(data),
         metadata=dict(payload.get("metadata", {})),
     )
