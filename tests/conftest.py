@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from skimage import data
 
 import vaecodec
 from vaecodec.api import get_codec
 from vaecodec.train import evaluate
+
+
+# One thread: the suite is not timed, and training often runs beside it on this project's 2 cores.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

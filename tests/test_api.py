@@ -87,7 +87,7 @@ def test_invalid_quality_is_refused(photo: Image.Image, quality) -> None:
 
 @pytest.mark.parametrize(
     "image",
-    [np.zeros((8, 8, 4), np.uint8), np.zeros((8, 8), np.float32), torch.zeros(2, 8, 8), torch.zeros(3, 8, 8, dtype=torch.uint8), "x.png"],
+    [np.zeros((8, 8, 5), np.uint8), np.zeros((8, 8), np.float32), torch.zeros(2, 8, 8), torch.zeros(3, 8, 8, dtype=torch.uint8), "x.png"],
 )
 def test_unsupported_inputs_are_refused(image) -> None:
     with pytest.raises(vaecodec.VaecodecError):

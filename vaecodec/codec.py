@@ -16,7 +16,7 @@ from PIL import Image
 
 from vaecodec.errors import VaecodecError
 from vaecodec.format.container import MAX_DIMENSION, VaeFile, parse
-from vaecodec.imageio import ImageLike, to_tensor
+from vaecodec.imageio import ImageLike, decode_alpha, encode_alpha, prepare
 from vaecodec.model.fixed_point import quality_units
 from vaecodec.model.hyperprior import HyperpriorModel
 from vaecodec.model.weights import TrainedModel, load_weights
@@ -35,6 +35,8 @@ class Analysis:
     hyper_stream: bytes
     means: torch.Tensor  # latent means before gains (exact, from the integer hyper-synthesis)
     log_scales: torch.Tensor  # fixed-point log-scales before gains
+    alpha_plane: bytes  # PNG of the alpha channel, or empty
+    icc_profile: bytes
 
 
 def check_quality(quality: float) -> float:
@@ -51,6 +53,28 @@ class Codec:
     runs on the CPU.
     """
 
+    # -- pickling: a codec travels as where its weights come from, not as its networks ----------
+
+    def __new__(cls, weights: str | Path | TrainedModel | None = None, device: str | torch.device = "cpu") -> Codec:
+        codec = super().__new__(cls)
+        codec._weights_source = weights  # what __getstate__ sends instead of the networks
+        return codec
+
+    def __getstate__(self) -> dict[str, object]:
+        """A few bytes, so a Dataset holding a codec goes to DataLoader workers cheaply."""
+        if isinstance(self._weights_source, TrainedModel):
+            raise VaecodecError("a Codec made from a loaded TrainedModel cannot be pickled; make it from a weights file")
+        return {"weights": self._weights_source, "device": str(self.device), "weights_id": self.weights_id}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        """Share the process's codec for these weights (``vaecodec.api.get_codec``): one load each."""
+        from vaecodec.api import get_codec  # vaecodec.api builds on this module
+
+        shared = get_codec(state["weights"], state["device"])  # type: ignore[arg-type]
+        if shared.weights_id != state["weights_id"]:
+            raise VaecodecError(f"weights {state['weights'] or '(shipped)'} changed since this codec was pickled")
+        self.__dict__.update(shared.__dict__)
+
     def __init__(self, weights: str | Path | TrainedModel | None = None, device: str | torch.device = "cpu") -> None:
         self.device = torch.device(device)
         trained = weights if isinstance(weights, TrainedModel) else load_weights(weights)
@@ -65,16 +89,28 @@ class Codec:
     # -- public API ---------------------------------------------------------------------------
 
     def compress(self, image: ImageLike, quality: float = DEFAULT_QUALITY) -> bytes:
-        """Encode a PIL image, a uint8 array (HxWx3 or HxW) or a CxHxW float tensor in [0, 1]."""
-        x, mode = to_tensor(image)
-        return self._code(self._analyse(x, mode), check_quality(quality)).to_bytes()
+        """Encode a PIL image, a uint8 array (HxW, HxWx3, HxWx4) or a CxHxW float tensor in [0, 1].
+
+        See ``vaecodec.imageio`` for what is kept of each image mode (alpha, ICC profiles, ...).
+        """
+        return self._code(self.analyse(image), check_quality(quality)).to_bytes()
 
     def decompress(self, data: bytes) -> Image.Image:
-        """Decode .vae bytes to a PIL image (RGB, or L for grayscale originals)."""
+        """Decode .vae bytes to a PIL image of the original's mode (RGB, L, RGBA or LA).
+
+        The original's ICC profile, if it had one, is in ``image.info["icc_profile"]``.
+        """
         file = parse(data)
+        alpha = decode_alpha(file.alpha_plane, file.width, file.height) if file.alpha_plane else None
         pixels = self._decode(file)[0].mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
         image = Image.fromarray(np.ascontiguousarray(pixels), "RGB")
-        return image.convert("L") if file.mode == "L" else image
+        if file.mode.startswith("L"):
+            image = image.convert("L")
+        if alpha is not None:
+            image.putalpha(alpha)
+        if file.icc_profile:
+            image.info["icc_profile"] = file.icc_profile
+        return image
 
     def compress_tensor(self, x: torch.Tensor, quality: float = DEFAULT_QUALITY) -> bytes | list[bytes]:
         """Encode a CxHxW tensor (one file) or an NxCxHxW batch (a list of files); C is 1 or 3."""
@@ -95,8 +131,11 @@ class Codec:
         return torch.tensor([quality / 100 * (self.model.levels - 1)], device=self.device)
 
     @torch.no_grad()
-    def _analyse(self, x: torch.Tensor, mode: str) -> Analysis:
-        """The quality-independent half of encoding: transforms, hyper-latent stream, parameters."""
+    def analyse(self, image: ImageLike) -> Analysis:
+        """The quality-independent half of encoding (transforms, hyper-latent): reuse it to try
+        several qualities, as rate control does, with :meth:`encode_analysis`."""
+        prepared = prepare(image)
+        x = prepared.pixels
         height, width = x.shape[-2:]
         if not (1 <= width <= MAX_DIMENSION and 1 <= height <= MAX_DIMENSION):
             raise VaecodecError(f"image dimensions {width}x{height} are outside 1..{MAX_DIMENSION}")
@@ -109,7 +148,13 @@ class Codec:
         z_symbols = (z - offsets).clamp(-radius, radius)
         hyper_stream = self._hyper_tables.encode(z_symbols.numpy(), self._hyper_table_indexes(z.shape))
         means, log_scales = self._entropy_parameters(z_symbols + offsets)
-        return Analysis(mode, width, height, y, hyper_stream, means.to(self.device), log_scales)
+        alpha = encode_alpha(prepared.alpha) if prepared.alpha is not None else b""
+        return Analysis(prepared.mode, width, height, y, hyper_stream, means.to(self.device), log_scales,
+                        alpha, prepared.icc_profile)
+
+    def encode_analysis(self, analysis: Analysis, quality: float = DEFAULT_QUALITY) -> bytes:
+        """The .vae bytes of an analysed image at a quality (same bytes as :meth:`compress`)."""
+        return self._code(analysis, check_quality(quality)).to_bytes()
 
     @torch.no_grad()
     def _code(self, analysis: Analysis, quality: float) -> VaeFile:
@@ -119,7 +164,7 @@ class Codec:
         indexes = self._entropy_parameters.indexes(analysis.log_scales, quality_units(quality))
         latent_stream = self._latent_tables.encode(symbols, indexes.numpy())
         return VaeFile(analysis.mode, analysis.width, analysis.height, quality, self.weights_id,
-                       analysis.hyper_stream, latent_stream)
+                       analysis.hyper_stream, latent_stream, analysis.alpha_plane, analysis.icc_profile)
 
     def _hyper_table_indexes(self, shape: torch.Size) -> np.ndarray:
         """Each hyper-latent element is coded under its channel's table."""

@@ -1,7 +1,20 @@
-"""Conversion of the image types users hand us into the model's input, and image files on disk."""
+"""Conversion of the image types users hand us into what the codec codes, and back.
+
+What is kept of each kind of input:
+
+- RGB and grayscale (L, 1-bit) images are coded as they are; grayscale decodes as grayscale.
+- Alpha (RGBA, LA, palette images with transparency) is kept losslessly beside the colour.
+- Palette images are expanded to RGB (or RGBA); CMYK, YCbCr, LAB and HSV are converted to RGB with
+  Pillow's conversions (a CMYK ICC profile cannot describe the RGB result, so it is dropped).
+- 16-bit images (Pillow modes I;16*, I, and uint16 arrays) are reduced to 8 bits: v / 257, rounded;
+  32-bit float images (mode F) are taken as 0..255 and clipped.
+- The ICC colour profile of RGB and grayscale images is carried through byte for byte.
+"""
 
 from __future__ import annotations
 
+import io
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Union
 
@@ -13,29 +26,96 @@ from vaecodec.errors import VaecodecError
 
 ImageLike = Union[Image.Image, np.ndarray, torch.Tensor]
 
+_WIDE_GRAY_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I", "F"}
 
-def to_tensor(image: ImageLike) -> tuple[torch.Tensor, str]:
-    """(3xHxW float tensor in [0, 1], colour mode "RGB" or "L") from a PIL image, array or tensor."""
+
+@dataclass
+class PreparedImage:
+    """An image as the codec sees it: colour in [0, 1], and what travels beside it."""
+
+    pixels: torch.Tensor  # 3xHxW float in [0, 1] (grayscale repeated over the three channels)
+    mode: str  # "RGB", "L", "RGBA" or "LA"
+    alpha: np.ndarray | None = None  # HxW uint8 for RGBA and LA
+    icc_profile: bytes = b""
+
+
+def prepare(image: ImageLike) -> PreparedImage:
+    """A PIL image, a uint8/uint16 array (HxW, HxWx3, HxWx4) or a CxHxW float tensor, ready to code."""
     if isinstance(image, Image.Image):
-        mode = "L" if image.mode in {"L", "1", "I;16", "I", "F", "LA"} else "RGB"
-        array = np.asarray(image.convert(mode))
-        return to_tensor(array)[0], mode
+        return _prepare_pil(image)
     if isinstance(image, np.ndarray):
-        if image.dtype != np.uint8:
-            raise VaecodecError(f"numpy images must be uint8, got {image.dtype}")
-        if image.ndim == 2:
-            return torch.from_numpy(image.copy()).float().div(255)[None].expand(3, -1, -1), "L"
-        if image.ndim == 3 and image.shape[2] == 3:
-            return torch.from_numpy(image.copy()).permute(2, 0, 1).float().div(255), "RGB"
-        raise VaecodecError(f"numpy images must be HxW or HxWx3, got shape {image.shape}")
+        return _prepare_array(image)
     if isinstance(image, torch.Tensor):
         if image.dim() != 3 or image.shape[0] not in (1, 3):
             raise VaecodecError(f"tensors must be CxHxW with C = 1 or 3, got shape {tuple(image.shape)}")
         if not image.is_floating_point():
             raise VaecodecError(f"tensors must be floating point in [0, 1], got {image.dtype}")
         x = image.detach().float().clamp(0, 1)
-        return (x.expand(3, -1, -1), "L") if x.shape[0] == 1 else (x, "RGB")
+        return PreparedImage(x.expand(3, -1, -1), "L") if x.shape[0] == 1 else PreparedImage(x, "RGB")
     raise VaecodecError(f"cannot compress an object of type {type(image).__name__}")
+
+
+def _prepare_pil(image: Image.Image) -> PreparedImage:
+    icc = image.info.get("icc_profile") or b""
+    mode = image.mode
+    if mode == "P":
+        mode = "RGBA" if "transparency" in image.info else "RGB"
+        image = image.convert(mode)
+    elif mode == "PA":
+        image, mode = image.convert("RGBA"), "RGBA"
+    if mode in _WIDE_GRAY_MODES:
+        array = np.asarray(image, dtype=np.float64)
+        array = array if mode == "F" else array / 257
+        return _prepare_array(np.clip(np.round(array), 0, 255).astype(np.uint8), icc)
+    if mode in {"RGBA", "LA", "RGBa", "La"}:
+        base = "LA" if mode.startswith("L") else "RGBA"
+        array = np.asarray(image.convert(base))
+        return _prepare_array(array if base == "RGBA" else array[..., 0], icc, alpha=array[..., -1])
+    if mode in {"L", "1"}:
+        return _prepare_array(np.asarray(image.convert("L")), icc)
+    if mode != "RGB":
+        icc = b""  # the profile described the original colour space
+    return _prepare_array(np.asarray(image.convert("RGB")), icc)
+
+
+def _prepare_array(array: np.ndarray, icc: bytes = b"", alpha: np.ndarray | None = None) -> PreparedImage:
+    if array.dtype == np.uint16:
+        array = np.round(array / 257).astype(np.uint8)
+    if array.dtype != np.uint8:
+        raise VaecodecError(f"numpy images must be uint8 or uint16, got {array.dtype}")
+    if array.ndim == 3 and array.shape[2] == 4:
+        return _prepare_array(array[..., :3], icc, alpha=array[..., 3])
+    if array.ndim == 2:
+        pixels = torch.from_numpy(array.copy()).float().div(255)[None].expand(3, -1, -1)
+        mode = "L"
+    elif array.ndim == 3 and array.shape[2] == 3:
+        pixels = torch.from_numpy(array.copy()).permute(2, 0, 1).float().div(255)
+        mode = "RGB"
+    else:
+        raise VaecodecError(f"numpy images must be HxW, HxWx3 or HxWx4, got shape {array.shape}")
+    if alpha is not None:
+        return PreparedImage(pixels, mode + "A", np.ascontiguousarray(alpha), icc)
+    return PreparedImage(pixels, mode, None, icc)
+
+
+def encode_alpha(alpha: np.ndarray) -> bytes:
+    """The alpha plane as a PNG file (lossless, and decodable by any PNG reader)."""
+    buffer = io.BytesIO()
+    Image.fromarray(alpha, "L").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def decode_alpha(data: bytes, width: int, height: int) -> Image.Image:
+    try:
+        with Image.open(io.BytesIO(data), formats=["PNG"]) as plane:
+            plane.load()
+            if plane.mode != "L" or plane.size != (width, height):
+                raise VaecodecError("corrupt .vae file (alpha plane does not match the image)")
+            return plane.copy()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        if isinstance(exc, VaecodecError):
+            raise
+        raise VaecodecError("corrupt .vae file (unreadable alpha plane)") from None
 
 
 def read_image(path: Path | BinaryIO) -> Image.Image:
@@ -48,5 +128,5 @@ def read_image(path: Path | BinaryIO) -> Image.Image:
         raise VaecodecError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise VaecodecError(f"{path}: is a directory") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
         raise VaecodecError(f"{path}: not a readable image ({exc})") from None

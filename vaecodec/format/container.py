@@ -1,19 +1,25 @@
 """The ``.vae`` file format, version 1: the one place that defines it.
 
-All integers are little-endian. A file is a 32-byte header, the payload, and a CRC32 trailer::
+All integers are little-endian. A file is a 40-byte header, the payload, and a CRC32 trailer::
 
     offset size field
     0      4    magic            b"VAEC"
     4      1    version          1; a reader refuses larger versions
-    5      1    colour mode      0 = RGB, 1 = L (grayscale, coded as RGB with equal channels)
+    5      1    colour mode      0 = RGB, 1 = L, 2 = RGBA, 3 = LA (L: grayscale, coded as RGB
+                                 with equal channels and decoded to one channel)
     6      2    quality          quality x 100 (0..10000): selects the rate level of the weights
-    8      4    width            pixels, 1..65535
+    8      4    width            pixels, 1..65535, and width x height <= 2**27
     12     4    height           pixels, 1..65535
     16     8    weights id       first 8 bytes of the SHA-256 of the weights file that coded it
     24     4    hyper length     bytes of the hyper-latent stream (a multiple of 4)
     28     4    latent length    bytes of the latent stream (a multiple of 4)
-    32     ...  hyper-latent stream, then latent stream
+    32     4    alpha length     bytes of the alpha plane; non-zero exactly for RGBA and LA
+    36     4    ICC length       bytes of the ICC colour profile; 0: none (sRGB is assumed)
+    40     ...  hyper-latent stream, latent stream, alpha plane, ICC profile
     end-4  4    CRC32            zlib.crc32 of every byte before it
+
+The alpha plane is stored losslessly as a PNG file (8-bit grayscale, width x height). The ICC
+profile is the original image's, byte for byte, for the decoder to attach to its output.
 
 Decoding (see ``vaecodec.codec``): the image is padded (edge replication) to multiples of 64,
 giving a latent of M x ceil(H/64)*4 x ceil(W/64)*4 and a hyper-latent of N x ceil(H/64) x
@@ -48,14 +54,16 @@ from __future__ import annotations
 import struct
 import zlib
 from dataclasses import dataclass
+from itertools import accumulate
 
 from vaecodec.errors import VaecodecError
 
 MAGIC = b"VAEC"
 VERSION = 1
 MAX_DIMENSION = 65535
-COLOUR_MODES = ("RGB", "L")
-_HEADER = struct.Struct("<4sBBHII8sII")
+MAX_PIXELS = 1 << 27  # 134 megapixels: refused before anything is allocated for them
+COLOUR_MODES = ("RGB", "L", "RGBA", "LA")
+_HEADER = struct.Struct("<4sBBHII8sIIII")
 _CRC = struct.Struct("<I")
 HEADER_SIZE = _HEADER.size
 OVERHEAD = HEADER_SIZE + _CRC.size
@@ -76,21 +84,25 @@ class VaeFile:
     weights_id: bytes
     hyper_stream: bytes
     latent_stream: bytes
+    alpha_plane: bytes = b""
+    icc_profile: bytes = b""
 
     def to_bytes(self) -> bytes:
         if self.mode not in COLOUR_MODES:
             raise FormatError(f"unsupported colour mode {self.mode!r}")
         _check_dimensions(self.width, self.height)
+        _check_alpha(self.mode, self.alpha_plane)
         header = _HEADER.pack(
             MAGIC, VERSION, COLOUR_MODES.index(self.mode), round(self.quality * 100), self.width, self.height,
-            self.weights_id, len(self.hyper_stream), len(self.latent_stream),
+            self.weights_id, len(self.hyper_stream), len(self.latent_stream), len(self.alpha_plane),
+            len(self.icc_profile),
         )
-        body = header + self.hyper_stream + self.latent_stream
+        body = b"".join([header, self.hyper_stream, self.latent_stream, self.alpha_plane, self.icc_profile])
         return body + _CRC.pack(zlib.crc32(body))
 
     @property
     def size(self) -> int:
-        return OVERHEAD + len(self.hyper_stream) + len(self.latent_stream)
+        return OVERHEAD + sum(map(len, (self.hyper_stream, self.latent_stream, self.alpha_plane, self.icc_profile)))
 
     @property
     def bits_per_pixel(self) -> float:
@@ -100,6 +112,13 @@ class VaeFile:
 def _check_dimensions(width: int, height: int) -> None:
     if not (1 <= width <= MAX_DIMENSION and 1 <= height <= MAX_DIMENSION):
         raise FormatError(f"image dimensions {width}x{height} are outside 1..{MAX_DIMENSION}")
+    if width * height > MAX_PIXELS:
+        raise FormatError(f"image of {width}x{height} pixels is larger than the {MAX_PIXELS / 1e6:.0f} megapixels supported")
+
+
+def _check_alpha(mode: str, alpha_plane: bytes) -> None:
+    if bool(alpha_plane) != mode.endswith("A"):
+        raise FormatError(f"colour mode {mode} {'needs' if mode.endswith('A') else 'cannot have'} an alpha plane")
 
 
 def parse(data: bytes) -> VaeFile:
@@ -109,12 +128,12 @@ def parse(data: bytes) -> VaeFile:
         raise FormatError("not a .vae file (wrong magic bytes)")
     if len(data) < OVERHEAD:
         raise FormatError("truncated .vae file (shorter than its header)")
-    magic, version, mode, quality, width, height, weights_id, hyper_len, latent_len = _HEADER.unpack_from(data)
+    magic, version, mode, quality, width, height, weights_id, *lengths = _HEADER.unpack_from(data)
     if version > VERSION:
         raise FormatError(f".vae format version {version} is newer than this vaecodec reads ({VERSION}); upgrade vaecodec")
     if version < 1:
         raise FormatError(f"invalid .vae format version {version}")
-    if HEADER_SIZE + hyper_len + latent_len + _CRC.size != len(data):
+    if HEADER_SIZE + sum(lengths) + _CRC.size != len(data):
         raise FormatError("truncated or padded .vae file (stream lengths do not match the file size)")
     (crc,) = _CRC.unpack_from(data, len(data) - _CRC.size)
     if zlib.crc32(data[: -_CRC.size]) != crc:
@@ -124,8 +143,7 @@ def parse(data: bytes) -> VaeFile:
     if quality > 10000:
         raise FormatError(f"invalid quality {quality / 100}")
     _check_dimensions(width, height)
-    hyper_end = HEADER_SIZE + hyper_len
-    return VaeFile(
-        mode=COLOUR_MODES[mode], width=width, height=height, quality=quality / 100, weights_id=weights_id,
-        hyper_stream=data[HEADER_SIZE:hyper_end], latent_stream=data[hyper_end : hyper_end + latent_len],
-    )
+    ends = list(accumulate(lengths, initial=HEADER_SIZE))
+    hyper, latent, alpha, icc = (data[start:end] for start, end in zip(ends[:-1], ends[1:]))
+    _check_alpha(COLOUR_MODES[mode], alpha)
+    return VaeFile(COLOUR_MODES[mode], width, height, quality / 100, weights_id, hyper, latent, alpha, icc)
