@@ -5,15 +5,24 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+import torch
 from PIL import Image
 
 from vaecodec.codec import DEFAULT_QUALITY, Codec
 from vaecodec.imageio import ImageLike
 
 
+def get_codec(weights: str | Path | None = None, device: str | torch.device = "cpu") -> Codec:
+    """A codec for these weights and device, loaded once per process.
+
+    Equal arguments spelled differently (``"cpu"`` or ``torch.device("cpu")``, str or Path) share
+    one codec, so unpickled codecs reuse the one the process already has.
+    """
+    return _load(None if weights is None else Path(weights), torch.device(device))
+
+
 @lru_cache(maxsize=4)
-def get_codec(weights: str | Path | None = None, device: str = "cpu") -> Codec:
-    """A codec for these weights and device, loaded once per process."""
+def _load(weights: Path | None, device: torch.device) -> Codec:
     return Codec(weights, device)
 
 

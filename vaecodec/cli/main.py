@@ -88,41 +88,66 @@ def _codec(args: argparse.Namespace):
     return get_codec(args.weights, args.device)
 
 
+def _write_job_output(path: str, data: bytes, args: argparse.Namespace) -> None:
+    """``write_output``, first making the folders that --out-dir mirrors."""
+    if args.out_dir is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    write_output(path, data, args.force)
+
+
 def cmd_encode(args: argparse.Namespace) -> int:
+    from vaecodec.cli.batch import Job, Outcome, image_suffixes, plan, run
     from vaecodec.imageio import read_image
 
-    if args.output is not None and len(args.inputs) > 1:
-        raise VaecodecError("-o/--output takes one input; several inputs are each written beside themselves")
+    jobs = plan(args.inputs, suffixes=image_suffixes(), kind="image", recursive=args.recursive,
+                output_suffix=".vae", output=args.output, out_dir=args.out_dir)
     codec = _codec(args)
-    for name in args.inputs:
-        if name == "-":
-            if args.output is None:
-                raise VaecodecError("reading from stdin needs -o/--output")
-            image = read_image(io.BytesIO(_read_input("-")))
+
+    def encode(job: Job) -> Outcome:
+        refuse_existing(job.output, args.force)
+        if job.source == "-":
+            data = _read_input("-")
+            image, read = read_image(io.BytesIO(data)), len(data)
         else:
-            image = read_image(Path(name))
-        output = args.output if args.output is not None else str(Path(name).with_suffix(".vae"))
-        refuse_existing(output, args.force)
-        write_output(output, codec.compress(image, args.quality), args.force)
-    return 0
+            image, read = read_image(Path(job.source)), os.path.getsize(job.source)
+        coded = codec.compress(image, args.quality)
+        _write_job_output(job.output, coded, args)
+        return Outcome(read, len(coded), image.width * image.height, len(coded))
+
+    return run(jobs, encode)
 
 
 _EXTENSION_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP",
                       ".tif": "TIFF", ".tiff": "TIFF", ".ppm": "PPM", ".pgm": "PPM", ".gif": "GIF"}
 
 
-def cmd_decode(args: argparse.Namespace) -> int:
-    output = args.output if args.output is not None else str(Path(args.input).with_suffix(".png"))
+def _image_format(output: str) -> str:
+    """The Pillow format an output's extension asks for (PNG for stdout)."""
     image_format = "PNG" if output == "-" else _EXTENSION_FORMATS.get(Path(output).suffix.lower())
     if image_format is None:
         known = ", ".join(sorted(_EXTENSION_FORMATS))
         raise VaecodecError(f"{output}: unknown image extension (use one of {known})")
-    refuse_existing(output, args.force)
-    image = _codec(args).decompress(_read_input(args.input))
-    buffer = io.BytesIO()
-    image.save(buffer, format=image_format)
-    write_output(output, buffer.getvalue(), args.force)
-    return 0
+    return image_format
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    from vaecodec.cli.batch import Job, Outcome, plan, run
+
+    jobs = plan(args.inputs, suffixes=frozenset({".vae"}), kind=".vae", recursive=args.recursive,
+                output_suffix=f".{args.format}", output=args.output, out_dir=args.out_dir)
+    codec = _codec(args)
+
+    def decode(job: Job) -> Outcome:
+        image_format = _image_format(job.output)
+        refuse_existing(job.output, args.force)
+        data = _read_input(job.source)
+        image = codec.decompress(data)
+        buffer = io.BytesIO()
+        image.save(buffer, format=image_format)
+        _write_job_output(job.output, buffer.getvalue(), args)
+        return Outcome(len(data), buffer.tell(), image.width * image.height, len(data))
+
+    return run(jobs, decode)
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -169,20 +194,26 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--weights", help="weights file (default: the shipped weights)")
         p.add_argument("--device", default="cpu", help="torch device for the networks (default: cpu)")
 
+    def add_batch_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs")
+        p.add_argument("--out-dir", help="write outputs here, mirroring the input folders (default: beside the inputs)")
+        p.add_argument("-r", "--recursive", action="store_true", help="take the files of folders' subfolders too")
+        add_model_options(p)
+
     encode = commands.add_parser("encode", help="compress images to .vae files")
-    encode.add_argument("inputs", nargs="+", help="image files (png, jpg, webp, ...); - reads stdin")
+    encode.add_argument("inputs", nargs="+", help="image files, folders or globs; - reads stdin")
     encode.add_argument("-o", "--output", help="output file (one input only); - writes to stdout")
     encode.add_argument("-q", "--quality", type=_quality, default=DEFAULT_QUALITY,
                         help=f"0-100, higher is better and larger (default {DEFAULT_QUALITY})")
-    encode.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs")
-    add_model_options(encode)
+    add_batch_options(encode)
     encode.set_defaults(run=cmd_encode)
 
-    decode = commands.add_parser("decode", help="decompress a .vae file to an image")
-    decode.add_argument("input", help=".vae file; - reads stdin")
-    decode.add_argument("-o", "--output", help="output image; its extension picks the format (default: IN.png)")
-    decode.add_argument("-f", "--force", action="store_true", help="overwrite an existing output")
-    add_model_options(decode)
+    decode = commands.add_parser("decode", help="decompress .vae files to images")
+    decode.add_argument("inputs", nargs="+", help=".vae files, folders or globs; - reads stdin")
+    decode.add_argument("-o", "--output", help="output image (one input only); its extension picks the format; - writes PNG to stdout")
+    decode.add_argument("--format", default="png", choices=sorted(ext[1:] for ext in _EXTENSION_FORMATS),
+                        help="format of the outputs without -o (default: png, as IN.png)")
+    add_batch_options(decode)
     decode.set_defaults(run=cmd_decode)
 
     info = commands.add_parser("info", help="show the header of .vae files")

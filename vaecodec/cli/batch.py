@@ -1,0 +1,187 @@
+"""Many inputs at once for ``vaecodec encode`` and ``decode``.
+
+``plan`` turns the names on the command line (files, folders, globs, ``-``) into jobs, each with
+its output: beside the input, or mirrored under ``--out-dir`` relative to the folder (or the fixed
+part of the glob) it was found in. ``run`` does the jobs one by one; a failing job is reported and
+skipped so that the others still complete, and for batches a progress bar (on a terminal) and a
+summary line go to stderr. Jobs run in one process: on the two-core machine this was built on,
+two worker processes of one torch thread each coded a batch no faster than one process (2.2 s
+against 2.2 s for eight 500x500 photos), and each worker costs a second of start-up.
+"""
+
+from __future__ import annotations
+
+import glob
+import itertools
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Sequence, TextIO
+
+from PIL import Image
+
+from vaecodec.errors import VaecodecError
+
+PROG = "vaecodec"
+_GLOB_CHARACTERS = "*?["
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input and where its result goes (``-`` for stdin / stdout), or why it has none."""
+
+    source: str
+    output: str = ""
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one job moved, for the summary line: bytes read and written, pixels, .vae bytes."""
+
+    read: int
+    written: int
+    pixels: int
+    coded: int
+
+
+def image_suffixes() -> frozenset[str]:
+    """Extensions of the files Pillow can open, other than .vae: the images a folder holds."""
+    return frozenset(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN and ext != ".vae")
+
+
+def plan(names: Sequence[str], *, suffixes: frozenset[str], kind: str, recursive: bool,
+         output_suffix: str, output: str | None, out_dir: str | None) -> list[Job]:
+    """The jobs for the command-line inputs, in order, each input file once.
+
+    ``suffixes`` picks the files of a folder (``kind`` names them in messages); ``output`` is
+    ``-o``, which takes exactly one input. Raises VaecodecError for options that do not fit.
+    """
+    if output is not None and out_dir is not None:
+        raise VaecodecError("use either -o/--output or --out-dir, not both")
+    jobs: list[Job] = []
+    outputs: dict[str, str] = {}
+    seen: set[str] = set()
+    for name in names:
+        for source, base, problem in _expand(name, suffixes, kind, recursive):
+            if problem is not None:
+                jobs.append(Job(source, problem=problem))
+                continue
+            if source in seen:
+                continue
+            seen.add(source)
+            target = output if output is not None else _output_for(source, base, output_suffix, out_dir)
+            earlier = outputs.setdefault(os.path.normpath(target), source)
+            if earlier != source:
+                jobs.append(Job(source, problem=f"{source}: its output {target} is already that of {earlier}"))
+            else:
+                jobs.append(Job(source, target))
+    if output is not None and (len(names) > 1 or len(jobs) > 1):
+        raise VaecodecError("-o/--output takes one input; use --out-dir for several")
+    return jobs
+
+
+def _expand(name: str, suffixes: frozenset[str], kind: str, recursive: bool) -> Iterator[tuple[str, Path, str | None]]:
+    """(file, folder it is mirrored from, problem) for one command-line name."""
+    path = Path(name)
+    if name == "-" or path.is_file() or (not path.is_dir() and not _is_pattern(name)):
+        yield name, path.parent, None  # a missing file is reported when it is read
+    elif path.is_dir():
+        yield from _folder(path, path, suffixes, kind, recursive)
+    else:
+        matches = sorted(glob.glob(name, recursive=True))
+        if not matches:
+            yield name, path.parent, f"{name}: no files match"
+            return
+        root = Path(*itertools.takewhile(lambda part: not _is_pattern(part), path.parts))
+        for match in map(Path, matches):
+            if match.is_dir():
+                yield from _folder(match, root, suffixes, kind, recursive)
+            else:
+                yield str(match), root, None
+
+
+def _folder(folder: Path, base: Path, suffixes: frozenset[str], kind: str, recursive: bool) -> Iterator[tuple[str, Path, str | None]]:
+    entries = folder.rglob("*") if recursive else folder.iterdir()
+    files = sorted(p for p in entries if p.suffix.lower() in suffixes and p.is_file())
+    if not files:
+        hint = "" if recursive else " (--recursive looks in subfolders)"
+        yield str(folder), base, f"{folder}: no {kind} files in this folder{hint}"
+    for file in files:
+        yield str(file), base, None
+
+
+def _is_pattern(name: str) -> bool:
+    return any(character in name for character in _GLOB_CHARACTERS)
+
+
+def _output_for(source: str, base: Path, suffix: str, out_dir: str | None) -> str:
+    if source == "-":
+        raise VaecodecError("reading from stdin needs -o/--output")
+    if out_dir is None:
+        return str(Path(source).with_suffix(suffix))
+    return str((Path(out_dir) / Path(source).relative_to(base)).with_suffix(suffix))
+
+
+def run(jobs: Sequence[Job], work: Callable[[Job], Outcome]) -> int:
+    """Do every job; report each failure on its own line and go on. Exit status 1 if any failed.
+
+    A single job reports errors exactly as they are; in a batch each names its input.
+    """
+    stream = sys.stderr
+    batch = len(jobs) > 1
+    progress = _Progress(len(jobs), stream) if batch and stream.isatty() else None
+    outcomes: list[Outcome] = []
+    failed = 0
+    try:
+        for done, job in enumerate(jobs):
+            if progress is not None:
+                progress.show(done, job.source)
+            try:
+                if job.problem is not None:
+                    raise VaecodecError(job.problem)
+                outcomes.append(work(job))
+            except (VaecodecError, OSError) as exc:
+                failed += 1
+                text = str(exc)
+                if batch and not text.startswith(job.source):
+                    text = f"{job.source}: {text}"
+                if progress is not None:
+                    progress.clear()
+                print(f"{PROG}: error: {text}", file=stream, flush=True)
+    finally:
+        if progress is not None:
+            progress.clear()
+    if batch:
+        print(summary(outcomes, failed), file=stream, flush=True)
+    return 1 if failed else 0
+
+
+def summary(outcomes: Sequence[Outcome], failed: int) -> str:
+    """``vaecodec: 3 files, 1,204,331 -> 61,022 bytes, mean 0.41 bpp`` (bpp over all pixels)."""
+    read, written = sum(o.read for o in outcomes), sum(o.written for o in outcomes)
+    pixels = sum(o.pixels for o in outcomes)
+    line = f"{PROG}: {len(outcomes)} file{'' if len(outcomes) == 1 else 's'}, {read:,} -> {written:,} bytes"
+    if pixels:
+        line += f", mean {8 * sum(o.coded for o in outcomes) / pixels:.3f} bpp"
+    return line + (f"; {failed} failed" if failed else "")
+
+
+class _Progress:
+    """A one-line bar, redrawn in place before each file and erased at the end."""
+
+    def __init__(self, total: int, stream: TextIO) -> None:
+        self.total, self.stream = total, stream
+
+    def show(self, done: int, name: str) -> None:
+        width = shutil.get_terminal_size().columns
+        filled = 20 * done // self.total
+        line = f"[{'#' * filled}{'.' * (20 - filled)}] {done}/{self.total} {name}"
+        self.stream.write(f"\r\x1b[K{line[: width - 1]}")
+        self.stream.flush()
+
+    def clear(self) -> None:
+        self.stream.write("\r\x1b[K")
+        self.stream.flush()
