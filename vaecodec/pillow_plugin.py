@@ -1,11 +1,11 @@
 """Pillow support for .vae files, registered by ``import vaecodec``.
 
-After the import, ``Image.open("x.vae")`` reads the header at once (size and mode: "RGB", or "L"
-for grayscale originals) and runs the networks only when the pixels are needed, like any lazy
-Pillow format; ``im.save("x.vae", quality=60)`` writes exactly ``vaecodec.compress(im, 60)``.
-Both use the shared CPU codec of ``vaecodec.api``. A damaged .vae file raises ``VaecodecError``
-(a ``ValueError``) from ``Image.open`` with the reason, rather than Pillow's vaguer "cannot
-identify image file".
+After the import, ``Image.open("x.vae")`` reads the header at once (size; the original's mode,
+RGB, L, RGBA or LA; its ICC profile in ``info``) and runs the networks only when the pixels are
+needed, like any lazy Pillow format; ``im.save("x.vae", quality=60)`` writes exactly
+``vaecodec.compress(im, 60)``. Both use the shared CPU codec of ``vaecodec.api``. A damaged .vae
+file raises ``VaecodecError`` (a ``ValueError``) from ``Image.open`` with the reason, rather than
+Pillow's vaguer "cannot identify image file".
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ class VaeImageFile(ImageFile.ImageFile):
         file = parse(self.fp.read())
         self._size = (file.width, file.height)
         self._mode = file.mode
+        if file.icc_profile:
+            self.info["icc_profile"] = file.icc_profile
         self.tile = [(FORMAT, (0, 0, file.width, file.height), start, None)]  # type: ignore[list-item]
 
 
