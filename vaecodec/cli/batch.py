@@ -23,9 +23,9 @@ from typing import Callable, Iterator, Sequence, TextIO
 
 from PIL import Image
 
+from vaecodec.cli.main import PROG
 from vaecodec.errors import VaecodecError
 
-PROG = "vaecodec"
 _GLOB_CHARACTERS = "*?["
 
 
@@ -105,6 +105,7 @@ def _expand(name: str, suffixes: frozenset[str], kind: str, recursive: bool) -> 
 
 
 def _folder(folder: Path, base: Path, suffixes: frozenset[str], kind: str, recursive: bool) -> Iterator[tuple[str, Path, str | None]]:
+    """The files of a folder with these suffixes, sorted; a problem if there are none."""
     entries = folder.rglob("*") if recursive else folder.iterdir()
     files = sorted(p for p in entries if p.suffix.lower() in suffixes and p.is_file())
     if not files:
@@ -161,7 +162,7 @@ def run(jobs: Sequence[Job], work: Callable[[Job], Outcome]) -> int:
 
 
 def summary(outcomes: Sequence[Outcome], failed: int) -> str:
-    """``vaecodec: 3 files, 1,204,331 -> 61,022 bytes, mean 0.41 bpp`` (bpp over all pixels)."""
+    """``vaecodec: 3 files, 1,204,331 -> 61,022 bytes, mean 0.410 bpp``: bits over all pixels."""
     read, written = sum(o.read for o in outcomes), sum(o.written for o in outcomes)
     pixels = sum(o.pixels for o in outcomes)
     line = f"{PROG}: {len(outcomes)} file{'' if len(outcomes) == 1 else 's'}, {read:,} -> {written:,} bytes"
