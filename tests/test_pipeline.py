@@ -1,8 +1,11 @@
-"""Codecs in data pipelines: batched tensors, pickling, a DataLoader with worker processes, GPU."""
+"""Codecs in pipelines: batched tensors, pickling, a DataLoader with worker processes, GPU, and
+the command line between pipes."""
 
 from __future__ import annotations
 
+import io
 import pickle
+import sys
 
 import numpy as np
 import pytest
@@ -12,6 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 
 import vaecodec
 from vaecodec.api import get_codec
+from vaecodec.cli.main import main
 from vaecodec.model.weights import default_weights_path, load_weights
 
 
@@ -74,3 +78,20 @@ def test_tensors_on_the_gpu(photo: Image.Image) -> None:
     assert (decoded - batch).abs().mean() < 0.1
     on_cpu = get_codec().decompress_tensor(files)  # the entropy coding is exact across devices
     assert (on_cpu - decoded.cpu()).abs().max() < 0.02
+
+
+def test_the_command_line_streams_from_stdin_to_stdout(photo: Image.Image, monkeypatch) -> None:
+    def pipe(args: list[str], data: bytes) -> bytes:
+        out = io.BytesIO()
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+        monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(out))
+        assert main(args) == 0
+        return out.getvalue()
+
+    png = io.BytesIO()
+    photo.save(png, format="PNG")
+    vae = pipe(["encode", "-", "-o", "-", "-q", "30"], png.getvalue())
+    assert vae == vaecodec.compress(photo, quality=30)
+    decoded = Image.open(io.BytesIO(pipe(["decode", "-", "-o", "-"], vae)))
+    assert decoded.format == "PNG"
+    assert np.array_equal(np.asarray(decoded), np.asarray(vaecodec.decompress(vae)))
