@@ -241,6 +241,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--export", help="write a weights file here when training ends")
     train.set_defaults(run=cmd_train)
+
+    from vaecodec.bench.command import register as register_bench
+
+    register_bench(commands)
     return parser
 
 

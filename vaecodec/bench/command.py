@@ -1,0 +1,131 @@
+"""``vaecodec bench``: its options, and the step from them to a measured run and a report.
+
+Heavy imports (torch, matplotlib, scikit-image) wait until the command runs, so the rest of the
+command line stays quick to start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from vaecodec.cli.main import UsageError
+from vaecodec.errors import VaecodecError
+
+# bench/ of the source checkout: its configuration, the published anchors and the committed report.
+BENCH_DIR = Path(__file__).resolve().parents[2] / "bench"
+DEFAULT_THREADS = 2
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return value
+
+
+def _number(text: str) -> float:
+    value = float(text)
+    return int(value) if value.is_integer() else value
+
+
+def parse_qualities(items: list[str], codecs: list[str]) -> dict[str, list[float]]:
+    """``--qualities`` items, ``Q,Q,...`` for every codec run or ``CODEC=Q,Q,...`` for one; later ones win."""
+    qualities: dict[str, list[float]] = {}
+    for item in items:
+        name, _, values = item.rpartition("=")
+        try:
+            numbers = [_number(value) for value in values.split(",")]
+        except ValueError:
+            raise UsageError(f"--qualities: {item!r} is not [CODEC=]Q,Q,...") from None
+        if name and name not in codecs:
+            raise UsageError(f"--qualities: {name} is not among the codecs run ({', '.join(codecs)})")
+        qualities.update({target: numbers for target in ([name] if name else codecs)})
+    return qualities
+
+
+def _command_line(args: argparse.Namespace) -> str:
+    """The command as typed, near enough to run again (options at their defaults left out)."""
+    parts = ["vaecodec", "bench", *(["--dataset", args.dataset] if args.dataset else [args.folder]), "--out", args.out]
+    for option in ("codecs", "limit", "repeats", "config", "weights"):
+        if getattr(args, option) is not None:
+            parts += [f"--{option}", str(getattr(args, option))]
+    if args.qualities:
+        parts += ["--qualities", *args.qualities]
+    if args.threads != DEFAULT_THREADS:
+        parts += ["--threads", str(args.threads)]
+    if args.device != "cpu":
+        parts += ["--device", args.device]
+    return shlex.join(parts)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import torch
+
+    from vaecodec.bench.codecs import BenchOptions, build_codecs
+    from vaecodec.bench.dataset import kodak_folder, list_images
+    from vaecodec.bench.run import BenchConfig, Plan, new_results, run
+    from vaecodec.bench.summary import BD_METRICS
+
+    if (args.folder is None) == (args.dataset is None):
+        raise UsageError("give either a FOLDER of images or --dataset kodak")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise VaecodecError(f"{out} is not a directory")
+    config = BenchConfig.load(Path(args.config) if args.config else BENCH_DIR / "config.json")
+    folder = kodak_folder(args.limit) if args.dataset else Path(args.folder)
+    images = list_images(folder, args.limit)
+    names = args.codecs.split(",") if args.codecs else list(config.qualities)
+    torch.set_num_threads(args.threads)
+    codecs, skipped = build_codecs(names, BenchOptions(args.threads, args.weights, args.device))
+    for name, reason in skipped.items():
+        print(f"vaecodec: note: skipping {name}: {reason}", file=sys.stderr)
+    if not codecs:
+        raise VaecodecError("none of the codecs asked for is available")
+    qualities = {**config.qualities, **parse_qualities(args.qualities or [], names)}
+    for codec in codecs:
+        if codec.name not in qualities:
+            raise UsageError(f"no qualities for {codec.name}: give --qualities {codec.name}=Q,Q,...")
+        for quality in qualities[codec.name]:
+            codec.check_quality(quality)
+
+    plan = Plan(images, codecs, {codec.name: qualities[codec.name] for codec in codecs}, args.repeats or config.repeats)
+    results = new_results(plan, skipped, config, folder, _command_line(args), args.threads)
+    try:
+        run(plan, results, out, config.visual, show_progress=not args.quiet)
+    except KeyboardInterrupt:
+        print(f"vaecodec: note: stopped; the finished images are saved and reported in {out}", file=sys.stderr)
+        raise
+    print(f"{len(images)} images, {len(codecs)} codecs: {out / 'report.md'}")
+    for codec, entry in results["bd_rate"].get("measured", {}).items():
+        cells = [f"{name} {entry[m]['cubic']['percent']:+.1f} %" if "percent" in entry[m]["cubic"] else f"{name} n/a"
+                 for m, name in BD_METRICS.items()]
+        print(f"  BD-rate of {codec} against JPEG: {', '.join(cells)}")
+    return 0
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add ``bench`` to the ``vaecodec`` command line."""
+    bench = commands.add_parser("bench", help="rate-distortion benchmark against JPEG, WebP, AVIF, JPEG XL, JPEG 2000",
+                                description="Measure bpp, PSNR, SSIM, MS-SSIM and speed of vaecodec and other codecs "
+                                            "on a folder of images; write results.json, results.csv, report.md and plots.")
+    bench.add_argument("folder", nargs="?", help="folder of images (png, jpg, ...), all of them or the first --limit")
+    bench.add_argument("--dataset", choices=["kodak"], help="the Kodak set, downloaded once into ~/.cache/vaecodec")
+    bench.add_argument("--out", required=True, help="folder for the results and the report")
+    bench.add_argument("--codecs", help="comma-separated, from vaecodec,jpeg,webp,avif,jxl,jpeg2000 (default: all available)")
+    bench.add_argument("--qualities", nargs="+", action="extend", metavar="[CODEC=]Q,Q",
+                       help="qualities for every codec, or for one with CODEC=; default from the configuration")
+    bench.add_argument("--limit", type=_positive, help="only the first N images, by name")
+    bench.add_argument("--repeats", type=_positive, help="timed runs of each encode and decode, the median kept (default 3)")
+    bench.add_argument("--threads", type=_positive, default=DEFAULT_THREADS,
+                       help=f"threads for torch, AVIF and JPEG XL (default {DEFAULT_THREADS})")
+    bench.add_argument("--config", help="configuration file (default: bench/config.json of the source tree)")
+    bench.add_argument("--weights", help="vaecodec weights file (default: the shipped weights)")
+    bench.add_argument("--device", default="cpu", help="torch device for vaecodec's networks (default: cpu)")
+    bench.add_argument("--quiet", action="store_true", help="no progress bar")
+    bench.set_defaults(run=cmd_bench)
