@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +20,19 @@ from vaecodec.format.container import MAX_DIMENSION, VaeFile, parse
 from vaecodec.imageio import ImageLike, decode_alpha, encode_alpha, prepare
 from vaecodec.model.fixed_point import quality_units
 from vaecodec.model.hyperprior import HyperpriorModel
+from vaecodec.model.tiling import map_tiles
 from vaecodec.model.weights import TrainedModel, load_weights
 
 DEFAULT_QUALITY = 75
+# (tile, margin) of the transforms, in their input's pixels: memory stays bounded on large images
+# (a 24-megapixel photo codes in well under 2 GB); images up to one tile run whole.
+ANALYSIS_TILING = (768, 64)
+HYPER_ANALYSIS_TILING = (256, 8)
+SYNTHESIS_TILING = (48, 4)
+
+
+def _to_8_bits(x: torch.Tensor) -> torch.Tensor:
+    return x.clamp(0, 1).mul_(255).round_().to(torch.uint8)
 
 
 @dataclass
@@ -102,7 +113,7 @@ class Codec:
         """
         file = parse(data)
         alpha = decode_alpha(file.alpha_plane, file.width, file.height) if file.alpha_plane else None
-        pixels = self._decode(file)[0].mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+        pixels = self._decode(file)[0].permute(1, 2, 0).cpu().numpy()
         image = Image.fromarray(np.ascontiguousarray(pixels), "RGB")
         if file.mode.startswith("L"):
             image = image.convert("L")
@@ -119,10 +130,13 @@ class Codec:
         return self.compress(x, quality)
 
     def decompress_tensor(self, data: bytes | list[bytes]) -> torch.Tensor:
-        """Decode to a float tensor in [0, 1] on the codec's device: 3xHxW, or Nx3xHxW for a list."""
+        """Decode to a float tensor in [0, 1] on the codec's device: 3xHxW, or Nx3xHxW for a list.
+
+        The values are the decoded 8-bit pixels over 255, exactly what :meth:`decompress` gives.
+        """
         if isinstance(data, (list, tuple)):
             return torch.stack([self.decompress_tensor(item) for item in data])
-        return self._decode(parse(data))[0]
+        return self._decode(parse(data))[0].float().div_(255)
 
     # -- coding ---------------------------------------------------------------------------------
 
@@ -141,8 +155,9 @@ class Codec:
             raise VaecodecError(f"image dimensions {width}x{height} are outside 1..{MAX_DIMENSION}")
         stride = HyperpriorModel.STRIDE
         padded = F.pad(x[None].to(self.device), (0, -width % stride, 0, -height % stride), mode="replicate")
-        y = self.model.g_a(padded)
-        z = torch.round(self.model.h_a(y)).cpu().to(torch.int64)
+        y = map_tiles(self.model.g_a, padded, Fraction(1, 16), *ANALYSIS_TILING)
+        del padded
+        z = torch.round(map_tiles(self.model.h_a, y, Fraction(1, 4), *HYPER_ANALYSIS_TILING)).cpu().to(torch.int64)
         radius = self._hyper_tables.radius
         offsets = self._z_offsets[None, :, None, None]
         z_symbols = (z - offsets).clamp(-radius, radius)
@@ -172,6 +187,7 @@ class Codec:
 
     @torch.no_grad()
     def _decode(self, file: VaeFile) -> torch.Tensor:
+        """The decoded colour as (1, 3, H, W) uint8 on the codec's device."""
         if file.weights_id != self.weights_id:
             raise VaecodecError(
                 f"file was made with weights {file.weights_id.hex()}, but the loaded weights are "
@@ -183,8 +199,10 @@ class Codec:
         means, log_scales = self._entropy_parameters(torch.from_numpy(z_symbols) + self._z_offsets[None, :, None, None])
         indexes = self._entropy_parameters.indexes(log_scales, quality_units(file.quality))
         symbols = torch.from_numpy(self._latent_tables.decode(file.latent_stream, indexes.numpy()))
+        del log_scales, indexes
         gain, inverse_gain = self.model.gains(self._level(file.quality))
         means = means.to(self.device)
         y_hat = (symbols.to(self.device, torch.float32) + means * gain) * inverse_gain
-        x_hat = self.model.g_s(y_hat)
-        return x_hat[:, :, : file.height, : file.width].clamp(0, 1)
+        del symbols, means
+        pixels = map_tiles(self.model.g_s, y_hat, Fraction(16), *SYNTHESIS_TILING, finish=_to_8_bits)
+        return pixels[:, :, : file.height, : file.width]

@@ -23,12 +23,15 @@ anything that matters for the rate.
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from vaecodec.entropy.tables import LOG_UNIT, scale_index
 from vaecodec.errors import VaecodecError
+from vaecodec.model.tiling import map_tiles
 
 ACT_BITS = 10
 WEIGHT_BITS = 14
@@ -37,6 +40,7 @@ LEAKY_NUMERATOR = 41  # 41 / 4096 = 0.0100 (LeakyReLU's slope)
 LUT_BITS = 6  # the log-scale table samples s every 1/64
 LUT_MIN, LUT_MAX = -16, 256
 QUALITY_UNITS = 10000  # the header's quality x 100 at its maximum
+TILE, TILE_MARGIN = 32, 3  # hyper-latent pixels per tile (bounds float64 im2col memory), overlap
 
 
 def build_log_scale_table() -> torch.Tensor:
@@ -94,7 +98,12 @@ class IntegerEntropyParameters:
             raise VaecodecError("the hyper-synthesis has a layer without an integer version")
         # Per-level, per-channel log-gains in units of 1/LOG_UNIT (the stored values scale exactly).
         self.log_gain = torch.round(log_gain.detach().double().cpu() * LOG_UNIT).to(torch.int64)
-        self.log_scale_table = log_scale_table.to(torch.int64).cpu()
+        self.log_scale_table = log_scale_table.to(torch.int32).cpu()
+
+    def _network(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x)
+        return x
 
     def level_log_gain(self, quality_units: int) -> torch.Tensor:
         """(M,) integer log-gains at quality x 100, interpolated linearly between the levels."""
@@ -107,14 +116,14 @@ class IntegerEntropyParameters:
 
     @torch.no_grad()
     def __call__(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(float32 means, int64 fixed-point log-scales), both before gains, for an integer z (1, N, h, w)."""
-        x = z.double().cpu() * (1 << ACT_BITS)
-        for layer in self.layers:
-            x = layer(x)
+        """(float32 means, int32 fixed-point log-scales), both before gains, for an integer z (1, N, h, w)."""
+        x = map_tiles(self._network, z.double().cpu() * (1 << ACT_BITS), Fraction(4), TILE, TILE_MARGIN)
         means, raw_scales = x.chunk(2, dim=1)
-        grid = torch.div(raw_scales, 1 << (ACT_BITS - LUT_BITS), rounding_mode="floor").to(torch.int64)
-        grid = grid.clamp(LUT_MIN << LUT_BITS, (LUT_MAX << LUT_BITS) - 1) - (LUT_MIN << LUT_BITS)
-        return (means / (1 << ACT_BITS)).float(), self.log_scale_table[grid]
+        grid = torch.div(raw_scales, 1 << (ACT_BITS - LUT_BITS), rounding_mode="floor")
+        grid = grid.clamp_(LUT_MIN << LUT_BITS, (LUT_MAX << LUT_BITS) - 1).sub_(LUT_MIN << LUT_BITS).to(torch.int64)
+        log_scales = self.log_scale_table[grid]
+        del grid
+        return means.div(1 << ACT_BITS).float(), log_scales
 
     def indexes(self, log_scales: torch.Tensor, quality_units: int) -> torch.Tensor:
         """Scale-table indexes of the gained scales at a quality (x 100)."""

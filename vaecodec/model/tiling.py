@@ -1,0 +1,47 @@
+"""Running a convolutional network over a large input in overlapping tiles, in bounded memory.
+
+Each tile is extended by a margin wider than the network's receptive field, run on its own, and
+only its centre is kept. Convolutions are translation-equivariant (tiles start on multiples of
+the network's total stride), so the stitched output is the whole-image output: exactly for the
+integer hyper-synthesis, up to floating-point rounding for the float networks, and without seams.
+Inputs no larger than one tile run whole.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Callable
+
+import torch
+
+
+def map_tiles(
+    network: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    scale: Fraction,
+    tile: int,
+    margin: int,
+    finish: Callable[[torch.Tensor], torch.Tensor] = lambda piece: piece,
+) -> torch.Tensor:
+    """``finish(network(x))`` for an (N, C, H, W) input, computed tile by tile.
+
+    ``scale`` is the output size over the input size; ``tile`` and ``margin`` are in input pixels
+    and must be multiples of the network's total stride (the denominator of ``scale``). ``finish``
+    (elementwise, e.g. a conversion to 8 bits) is applied per tile, so only its result is held whole.
+    """
+    height, width = x.shape[-2:]
+    if height <= tile and width <= tile:
+        return finish(network(x))
+    out = None
+    for top in range(0, height, tile):
+        for left in range(0, width, tile):
+            bottom, right = min(top + tile, height), min(left + tile, width)
+            top_in, left_in = max(top - margin, 0), max(left - margin, 0)
+            piece = network(x[..., top_in : min(bottom + margin, height), left_in : min(right + margin, width)])
+            rows = slice(int((top - top_in) * scale), int((bottom - top_in) * scale))
+            cols = slice(int((left - left_in) * scale), int((right - left_in) * scale))
+            piece = finish(piece[..., rows, cols])
+            if out is None:
+                out = piece.new_empty((*piece.shape[:2], int(height * scale), int(width * scale)))
+            out[..., int(top * scale) : int(bottom * scale), int(left * scale) : int(right * scale)] = piece
+    return out
