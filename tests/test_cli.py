@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +32,9 @@ def test_encode_decode_round_trip(photo_file: Path, photo: Image.Image) -> None:
     assert run("encode", photo_file) == 0
     vae = photo_file.with_suffix(".vae")
     assert vae.read_bytes() == vaecodec.compress(photo)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert vae.stat().st_mode & 0o777 == 0o666 & ~umask  # not the private mode of a temporary file
     out = photo_file.parent / "back.png"
     assert run("decode", vae, "-o", out) == 0
     assert Image.open(out).size == photo.size

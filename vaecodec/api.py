@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from vaecodec.codec import DEFAULT_QUALITY, Codec
+from vaecodec.codec import Codec
 from vaecodec.imageio import ImageLike
 
 
@@ -26,12 +26,21 @@ def _load(weights: Path | None, device: torch.device) -> Codec:
     return Codec(weights, device)
 
 
-def compress(image: ImageLike, quality: float = DEFAULT_QUALITY) -> bytes:
-    """Compress a PIL image, a uint8 array (HxWx3 or HxW) or a CxHxW float tensor to .vae bytes.
+def compress(
+    image: ImageLike,
+    quality: float | None = None,
+    *,
+    size: int | None = None,
+    bpp: float | None = None,
+    psnr: float | None = None,
+) -> bytes:
+    """Compress a PIL image, a uint8 array or a CxHxW float tensor in [0, 1] to .vae bytes.
 
-    ``quality`` runs from 0 to 100 like JPEG's: higher gives larger files and better images.
+    ``quality`` runs from 0 to 100 like JPEG's (default 75): higher gives larger files and better
+    images. Instead, ``size`` (bytes), ``bpp`` or ``psnr`` (dB) pick the quality that meets them:
+    the largest file within the size, or the smallest that reaches the PSNR.
     """
-    return get_codec().compress(image, quality)
+    return get_codec().compress(image, quality, size=size, bpp=bpp, psnr=psnr)
 
 
 def decompress(data: bytes) -> Image.Image:

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from vaecodec import ratecontrol
 from vaecodec.errors import VaecodecError
 from vaecodec.format.container import MAX_DIMENSION, VaeFile, parse
 from vaecodec.imageio import ImageLike, decode_alpha, encode_alpha, prepare
@@ -29,6 +30,12 @@ DEFAULT_QUALITY = 75
 ANALYSIS_TILING = (768, 64)
 HYPER_ANALYSIS_TILING = (256, 8)
 SYNTHESIS_TILING = (48, 4)
+
+
+def _bits_to_bytes(bpp: float, pixels: int) -> int:
+    if not isinstance(bpp, (int, float)) or not bpp > 0:
+        raise VaecodecError(f"bpp must be a positive number, got {bpp!r}")
+    return int(bpp * pixels / 8)
 
 
 def _to_8_bits(x: torch.Tensor) -> torch.Tensor:
@@ -48,6 +55,7 @@ class Analysis:
     log_scales: torch.Tensor  # fixed-point log-scales before gains
     alpha_plane: bytes  # PNG of the alpha channel, or empty
     icc_profile: bytes
+    pixels: torch.Tensor  # the colour that was coded, 3xHxW in [0, 1] on the CPU (for rate control)
 
 
 def check_quality(quality: float) -> float:
@@ -99,12 +107,40 @@ class Codec:
 
     # -- public API ---------------------------------------------------------------------------
 
-    def compress(self, image: ImageLike, quality: float = DEFAULT_QUALITY) -> bytes:
+    def compress(
+        self,
+        image: ImageLike,
+        quality: float | None = None,
+        *,
+        size: int | None = None,
+        bpp: float | None = None,
+        psnr: float | None = None,
+    ) -> bytes:
         """Encode a PIL image, a uint8 array (HxW, HxWx3, HxWx4) or a CxHxW float tensor in [0, 1].
 
-        See ``vaecodec.imageio`` for what is kept of each image mode (alpha, ICC profiles, ...).
+        Give at most one of: ``quality`` (0-100, default 75); ``size``, the largest file in bytes
+        (the highest quality that fits); ``bpp``, the same as a size in bits per pixel; ``psnr``,
+        the lowest quality whose decoded image reaches this many dB. See ``vaecodec.imageio`` for
+        what is kept of each image mode (alpha, ICC profiles, ...).
         """
-        return self._code(self.analyse(image), check_quality(quality)).to_bytes()
+        targets = {"quality": quality, "size": size, "bpp": bpp, "psnr": psnr}
+        given = [name for name, value in targets.items() if value is not None]
+        if len(given) > 1:
+            raise VaecodecError(f"give one of quality, size, bpp and psnr, not {' and '.join(given)}")
+        quality = check_quality(DEFAULT_QUALITY if quality is None else quality)
+        analysis = self.analyse(image)
+        if size is not None:
+            if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
+                raise VaecodecError(f"size must be a positive number of bytes, got {size!r}")
+            return ratecontrol.fit_size(self, analysis, size)
+        if bpp is not None:
+            return ratecontrol.fit_size(self, analysis, _bits_to_bytes(bpp, analysis.width * analysis.height))
+        if psnr is not None:
+            if not isinstance(psnr, (int, float)) or not 0 < psnr < 100:
+                raise VaecodecError(f"psnr must be a number of dB between 0 and 100, got {psnr!r}")
+            reference = analysis.pixels.mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+            return ratecontrol.fit_psnr(self, analysis, reference, psnr)
+        return self._code(analysis, quality).to_bytes()
 
     def decompress(self, data: bytes) -> Image.Image:
         """Decode .vae bytes to a PIL image of the original's mode (RGB, L, RGBA or LA).
@@ -113,8 +149,7 @@ class Codec:
         """
         file = parse(data)
         alpha = decode_alpha(file.alpha_plane, file.width, file.height) if file.alpha_plane else None
-        pixels = self._decode(file)[0].permute(1, 2, 0).cpu().numpy()
-        image = Image.fromarray(np.ascontiguousarray(pixels), "RGB")
+        image = Image.fromarray(self._pixels(file), "RGB")
         if file.mode.startswith("L"):
             image = image.convert("L")
         if alpha is not None:
@@ -128,6 +163,13 @@ class Codec:
         if x.dim() == 4:
             return [self.compress_tensor(item, quality) for item in x]
         return self.compress(x, quality)
+
+    def decoded_pixels(self, data: bytes) -> np.ndarray:
+        """The decoded colour of a file as HxWx3 uint8 (RGB, grayscale as three equal channels)."""
+        return self._pixels(parse(data))
+
+    def _pixels(self, file: VaeFile) -> np.ndarray:
+        return np.ascontiguousarray(self._decode(file)[0].permute(1, 2, 0).cpu().numpy())
 
     def decompress_tensor(self, data: bytes | list[bytes]) -> torch.Tensor:
         """Decode to a float tensor in [0, 1] on the codec's device: 3xHxW, or Nx3xHxW for a list.
@@ -165,7 +207,7 @@ class Codec:
         means, log_scales = self._entropy_parameters(z_symbols + offsets)
         alpha = encode_alpha(prepared.alpha) if prepared.alpha is not None else b""
         return Analysis(prepared.mode, width, height, y, hyper_stream, means.to(self.device), log_scales,
-                        alpha, prepared.icc_profile)
+                        alpha, prepared.icc_profile, x.cpu())
 
     def encode_analysis(self, analysis: Analysis, quality: float = DEFAULT_QUALITY) -> bytes:
         """The .vae bytes of an analysed image at a quality (same bytes as :meth:`compress`)."""

@@ -15,7 +15,7 @@ from scipy.ndimage import correlate1d
 from skimage.metrics import structural_similarity
 
 from vaecodec.errors import VaecodecError
-from vaecodec.train.evaluate import psnr
+from vaecodec.metrics import psnr
 
 __all__ = ["psnr", "ssim", "ms_ssim", "ms_ssim_db", "MS_SSIM_WEIGHTS"]
 

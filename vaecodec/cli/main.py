@@ -40,6 +40,35 @@ def _quality(text: str) -> float:
     return value
 
 
+_SIZE_UNITS = {"": 1, "B": 1, "KB": 1000, "MB": 1000**2, "KIB": 1024, "MIB": 1024**2, "K": 1000, "M": 1000**2}
+
+
+def _size(text: str) -> int:
+    """A file size with an optional unit: 20KB = 20000 bytes, 20KiB = 20480."""
+    number = text.rstrip("kKmMgGiIbB")
+    unit = text[len(number):].upper()
+    try:
+        size = int(float(number) * _SIZE_UNITS[unit])
+    except (ValueError, KeyError):
+        raise argparse.ArgumentTypeError(f"size must be a number of bytes with an optional unit (B, KB, MB, KiB, MiB), got {text!r}") from None
+    if size <= 0:
+        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
+    return size
+
+
+def _positive(name: str):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not value > 0 or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"{name} must be a positive number, got {text!r}")
+        return value
+
+    return parse
+
+
 def refuse_existing(path: str, force: bool) -> None:
     """Fail before any work if ``path`` exists and may not be overwritten."""
     if path == "-":
@@ -65,10 +94,17 @@ def write_output(path: str, data: bytes, force: bool) -> None:
     try:
         with os.fdopen(handle, "wb") as out:
             out.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes private files; outputs get the usual mode
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _read_input(path: str) -> bytes:
@@ -110,7 +146,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
             image, read = read_image(io.BytesIO(data)), len(data)
         else:
             image, read = read_image(Path(job.source)), os.path.getsize(job.source)
-        coded = codec.compress(image, args.quality)
+        coded = codec.compress(image, args.quality, size=args.size, bpp=args.bpp, psnr=args.psnr)
         _write_job_output(job.output, coded, args)
         return Outcome(read, len(coded), image.width * image.height, len(coded))
 
@@ -203,8 +239,12 @@ def build_parser() -> argparse.ArgumentParser:
     encode = commands.add_parser("encode", help="compress images to .vae files")
     encode.add_argument("inputs", nargs="+", help="image files, folders or globs; - reads stdin")
     encode.add_argument("-o", "--output", help="output file (one input only); - writes to stdout")
-    encode.add_argument("-q", "--quality", type=_quality, default=DEFAULT_QUALITY,
+    target = encode.add_mutually_exclusive_group()
+    target.add_argument("-q", "--quality", type=_quality,
                         help=f"0-100, higher is better and larger (default {DEFAULT_QUALITY})")
+    target.add_argument("--size", type=_size, help="largest file size, e.g. 20KB, 1.5MB, 30000 (bytes); KiB/MiB too")
+    target.add_argument("--bpp", type=_positive("bpp"), help="largest size in bits per pixel, e.g. 0.25")
+    target.add_argument("--psnr", type=_positive("psnr"), help="smallest quality whose PSNR reaches this many dB")
     add_batch_options(encode)
     encode.set_defaults(run=cmd_encode)
 

@@ -8,16 +8,11 @@ import numpy as np
 from PIL import Image
 
 from vaecodec.codec import Codec
+from vaecodec.metrics import psnr
 from vaecodec.model.hyperprior import HyperpriorModel
 from vaecodec.model.weights import serialize_weights, weights_from_bytes
 
 EVAL_QUALITIES = (0, 25, 50, 75, 100)
-
-
-def psnr(reference: np.ndarray, decoded: np.ndarray) -> float:
-    """PSNR in dB of 8-bit images (all channels together)."""
-    mse = np.mean((reference.astype(np.float64) - decoded.astype(np.float64)) ** 2)
-    return float(10 * np.log10(255**2 / mse)) if mse > 0 else float("inf")
 
 
 def evaluate_codec(codec: Codec, paths: list[Path], qualities=EVAL_QUALITIES) -> dict[float, tuple[float, float]]:
