@@ -7,6 +7,7 @@ command line stays quick to start.
 from __future__ import annotations
 
 import argparse
+from importlib import resources
 import shlex
 import sys
 from pathlib import Path
@@ -15,7 +16,8 @@ from vaecodec.cli.main import UsageError
 from vaecodec.errors import VaecodecError
 
 # bench/ of the source checkout: its configuration, the published anchors and the committed report.
-BENCH_DIR = Path(__file__).resolve().parents[2] / "bench"
+# bench/ of the source tree, installed as the package vaecodec.bench_config (see pyproject.toml).
+BENCH_DIR = Path(str(resources.files("vaecodec.bench_config")))
 DEFAULT_THREADS = 2
 
 
@@ -124,7 +126,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     bench.add_argument("--repeats", type=_positive, help="timed runs of each encode and decode, the median kept (default 3)")
     bench.add_argument("--threads", type=_positive, default=DEFAULT_THREADS,
                        help=f"threads for torch, AVIF and JPEG XL (default {DEFAULT_THREADS})")
-    bench.add_argument("--config", help="configuration file (default: bench/config.json of the source tree)")
+    bench.add_argument("--config", help="configuration file (default: bench/config.json, shipped with the package)")
     bench.add_argument("--weights", help="vaecodec weights file (default: the shipped weights)")
     bench.add_argument("--device", default="cpu", help="torch device for vaecodec's networks (default: cpu)")
     bench.add_argument("--quiet", action="store_true", help="no progress bar")
