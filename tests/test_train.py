@@ -51,6 +51,9 @@ def test_train_resume_and_export(photo_folder: Path, tmp_path: Path, capsys) -> 
     codec = vaecodec.Codec(weights)
     image = np.asarray(Image.open(next(photo_folder.iterdir())))
     assert codec.decompress(codec.compress(image)).size == (image.shape[1], image.shape[0])
+    assert main(["train", str(photo_folder), "--evaluate", "--init-weights", str(weights)]) == 0
+    row = capsys.readouterr().out.strip().split(" | ")
+    assert row[0] == f"`{codec.weights_id.hex()}`" and row[1] == "5" and len(row) == 4 + 5
 
 
 def test_training_step_lowers_the_loss() -> None:

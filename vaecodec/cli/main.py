@@ -214,6 +214,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     if not settings.data.is_dir():
         raise VaecodecError(f"{settings.data}: no such directory")
+    if args.evaluate:
+        from vaecodec.train.evaluate import validate
+
+        print(validate(settings.data, settings.init_weights))
+        return 0
     train(settings, log=lambda message: print(message, flush=True))
     return 0
 
@@ -280,6 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--export", help="write a weights file here when training ends")
+    train.add_argument("--evaluate", action="store_true",
+                       help="only evaluate weights (--init-weights, default the shipped ones) on the whole validation split")
     train.set_defaults(run=cmd_train)
 
     from vaecodec.bench.command import register as register_bench

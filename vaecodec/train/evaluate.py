@@ -11,6 +11,7 @@ from vaecodec.codec import Codec
 from vaecodec.metrics import psnr
 from vaecodec.model.hyperprior import HyperpriorModel
 from vaecodec.model.weights import serialize_weights, weights_from_bytes
+from vaecodec.train.data import split_images
 
 EVAL_QUALITIES = (0, 25, 50, 75, 100)
 
@@ -36,3 +37,13 @@ def evaluate_model(model: HyperpriorModel, paths: list[Path]) -> dict[float, tup
     """Evaluate a model in training exactly as it would ship (half-precision weights, frozen tables)."""
     shipped = weights_from_bytes(serialize_weights(model))
     return evaluate_codec(Codec(shipped, next(model.parameters()).device), paths)
+
+
+def validate(folder: Path, weights: Path | None = None) -> str:
+    """A TRAINING.md log row: mean coded bpp / PSNR on the whole validation split of ``folder``."""
+    codec = Codec(weights)
+    results = evaluate_codec(codec, split_images(folder)[1])
+    meta = codec.metadata
+    cells = [f"{bpp:.3f} / {value:.2f}" for bpp, value in results.values()]
+    return " | ".join([f"`{codec.weights_id.hex()}`", str(meta.get("steps", "?")), str(meta.get("hours", "?")),
+                       str(meta.get("device", "?")), *cells])
