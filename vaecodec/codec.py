@@ -74,11 +74,6 @@ class Codec:
 
     # -- pickling: a codec travels as where its weights come from, not as its networks ----------
 
-    def __new__(cls, weights: str | Path | TrainedModel | None = None, device: str | torch.device = "cpu") -> Codec:
-        codec = super().__new__(cls)
-        codec._weights_source = weights  # what __getstate__ sends instead of the networks
-        return codec
-
     def __getstate__(self) -> dict[str, object]:
         """A few bytes, so a Dataset holding a codec goes to DataLoader workers cheaply."""
         if isinstance(self._weights_source, TrainedModel):
@@ -96,6 +91,7 @@ class Codec:
 
     def __init__(self, weights: str | Path | TrainedModel | None = None, device: str | torch.device = "cpu") -> None:
         self.device = torch.device(device)
+        self._weights_source = weights  # what __getstate__ sends instead of the networks
         trained = weights if isinstance(weights, TrainedModel) else load_weights(weights)
         self.model: HyperpriorModel = trained.model.to(self.device)
         self.weights_id = trained.weights_id
