@@ -51,6 +51,8 @@ def test_save_writes_what_compress_gives(tmp_path: Path, photo: Image.Image) -> 
     buffer = io.BytesIO()
     photo.save(buffer, format="VAE")
     assert buffer.getvalue() == vaecodec.compress(photo)
+    photo.save(tmp_path / "small.vae", size=900)
+    assert (tmp_path / "small.vae").read_bytes() == vaecodec.compress(photo, size=900)
 
 
 def test_opened_files_convert_to_other_formats(tmp_path: Path, photo: Image.Image) -> None:
