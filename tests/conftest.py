@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import pytest
 import torch
@@ -36,3 +38,8 @@ def gray_photo() -> Image.Image:
 
 def psnr(a: Image.Image | np.ndarray, b: Image.Image | np.ndarray) -> float:
     return metrics.psnr(np.asarray(a), np.asarray(b))
+
+
+def reseal(body: bytes) -> bytes:
+    """A .vae body with its CRC32 trailer recomputed: changed fields get past the checksum."""
+    return bytes(body) + zlib.crc32(body).to_bytes(4, "little")

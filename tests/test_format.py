@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import struct
-import zlib
 
 import pytest
 
 from vaecodec.format.container import HEADER_SIZE, MAGIC, VERSION, FormatError, VaeFile, parse
 
+from conftest import reseal
+
 SAMPLE = VaeFile("RGB", 17, 33, 62.5, bytes(range(8)), b"\x01\x02\x03\x04", b"\x05\x06\x07\x08" * 3)
-
-
-def reseal(body: bytes) -> bytes:
-    """Recompute the CRC trailer so a test can change header fields past the checksum."""
-    return body + struct.pack("<I", zlib.crc32(body))
 
 
 def test_round_trip_keeps_every_field() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from vaecodec.codec import Codec
+from vaecodec.codec import Codec, usable_device
 from vaecodec.imageio import ImageLike
 
 
@@ -18,7 +18,7 @@ def get_codec(weights: str | Path | None = None, device: str | torch.device = "c
     Equal arguments spelled differently (``"cpu"`` or ``torch.device("cpu")``, str or Path) share
     one codec, so unpickled codecs reuse the one the process already has.
     """
-    return _load(None if weights is None else Path(weights), torch.device(device))
+    return _load(None if weights is None else Path(weights), usable_device(device))
 
 
 @lru_cache(maxsize=4)

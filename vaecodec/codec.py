@@ -17,7 +17,7 @@ from PIL import Image
 
 from vaecodec import ratecontrol
 from vaecodec.errors import VaecodecError
-from vaecodec.format.container import MAX_DIMENSION, VaeFile, parse
+from vaecodec.format.container import VaeFile, dimension_problem, parse
 from vaecodec.imageio import ImageLike, decode_alpha, encode_alpha, prepare
 from vaecodec.model.fixed_point import quality_units
 from vaecodec.model.hyperprior import HyperpriorModel
@@ -58,6 +58,18 @@ class Analysis:
     pixels: torch.Tensor  # the colour that was coded, 3xHxW in [0, 1] on the CPU (for rate control)
 
 
+def usable_device(device: str | torch.device) -> torch.device:
+    """The torch device, if it can hold data on this machine: a typo or a missing GPU is a
+    VaecodecError here rather than a RuntimeError in the middle of coding."""
+    try:
+        resolved = torch.device(device)
+        torch.zeros(1, device=resolved).cpu()
+    except (RuntimeError, AssertionError, NotImplementedError, TypeError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise VaecodecError(f"device {str(device)!r} cannot be used ({reason})") from None
+    return resolved
+
+
 def check_quality(quality: float) -> float:
     if not isinstance(quality, (int, float)) or not 0 <= quality <= 100:
         raise VaecodecError(f"quality must be a number from 0 to 100, got {quality!r}")
@@ -90,7 +102,7 @@ class Codec:
         self.__dict__.update(shared.__dict__)
 
     def __init__(self, weights: str | Path | TrainedModel | None = None, device: str | torch.device = "cpu") -> None:
-        self.device = torch.device(device)
+        self.device = usable_device(device)
         self._weights_source = weights  # what __getstate__ sends instead of the networks
         trained = weights if isinstance(weights, TrainedModel) else load_weights(weights)
         self.model: HyperpriorModel = trained.model.to(self.device)
@@ -189,8 +201,9 @@ class Codec:
         prepared = prepare(image)
         x = prepared.pixels
         height, width = x.shape[-2:]
-        if not (1 <= width <= MAX_DIMENSION and 1 <= height <= MAX_DIMENSION):
-            raise VaecodecError(f"image dimensions {width}x{height} are outside 1..{MAX_DIMENSION}")
+        problem = dimension_problem(width, height)
+        if problem is not None:
+            raise VaecodecError(problem)
         stride = HyperpriorModel.STRIDE
         padded = F.pad(x[None].to(self.device), (0, -width % stride, 0, -height % stride), mode="replicate")
         y = map_tiles(self.model.g_a, padded, Fraction(1, 16), *ANALYSIS_TILING)

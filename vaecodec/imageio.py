@@ -14,15 +14,18 @@ What is kept of each kind of input:
 from __future__ import annotations
 
 import io
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Union
+from typing import BinaryIO, Iterator, Union
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from vaecodec.errors import VaecodecError
+from vaecodec.format.container import dimension_problem
 
 ImageLike = Union[Image.Image, np.ndarray, torch.Tensor]
 
@@ -106,27 +109,46 @@ def encode_alpha(alpha: np.ndarray) -> bytes:
 
 
 def decode_alpha(data: bytes, width: int, height: int) -> Image.Image:
+    """The alpha plane of a .vae file; its PNG header must match the image before it is decoded."""
     try:
-        with Image.open(io.BytesIO(data), formats=["PNG"]) as plane:
-            plane.load()
+        with _own_pixel_limit(), Image.open(io.BytesIO(data), formats=["PNG"]) as plane:
             if plane.mode != "L" or plane.size != (width, height):
                 raise VaecodecError("corrupt .vae file (alpha plane does not match the image)")
+            plane.load()
             return plane.copy()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        if isinstance(exc, VaecodecError):
-            raise
+    except VaecodecError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError):
         raise VaecodecError("corrupt .vae file (unreadable alpha plane)") from None
 
 
 def read_image(path: Path | BinaryIO) -> Image.Image:
-    """Open an image file with its EXIF orientation applied."""
+    """Open an image file with its EXIF orientation applied; sizes vaecodec cannot code are
+    refused from the header, before the pixels are decoded."""
+    name = path if isinstance(path, (str, Path)) else "-"
     try:
-        with Image.open(path) as im:
+        with _own_pixel_limit(), Image.open(path) as im:
+            problem = dimension_problem(*im.size)
+            if problem is not None:
+                raise VaecodecError(f"{name}: {problem}")
             im.load()
             return ImageOps.exif_transpose(im)
+    except VaecodecError:
+        raise
     except FileNotFoundError:
-        raise VaecodecError(f"{path}: no such file") from None
+        raise VaecodecError(f"{name}: no such file") from None
     except IsADirectoryError:
-        raise VaecodecError(f"{path}: is a directory") from None
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
-        raise VaecodecError(f"{path}: not a readable image ({exc})") from None
+        raise VaecodecError(f"{name}: is a directory") from None
+    except UnidentifiedImageError:
+        raise VaecodecError(f"{name}: not a readable image (unknown format)") from None
+    except (Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
+        raise VaecodecError(f"{name}: not a readable image ({exc})") from None
+
+
+@contextmanager
+def _own_pixel_limit() -> Iterator[None]:
+    """Pillow's decompression-bomb warning silenced (it would be a second line on stderr):
+    vaecodec applies its own limit, MAX_PIXELS, from the image's header."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        yield

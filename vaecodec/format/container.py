@@ -45,7 +45,10 @@ increasing table order and, within a table, in raster (channel, row, column) ord
    (decoder) of the quality's rate level t = q/100 * (levels - 1); the synthesis network maps it to
    the padded image, which is cropped to width x height and rounded to 8 bits.
 
-Both streams must be consumed exactly. A file whose weights id differs from the loaded weights is
+Both streams must be consumed exactly. A decoder may refuse, before decoding it, a stream whose
+length in bits plus 64 is less than half the information of its symbols at their tables' most
+probable values (``vaecodec.entropy.coder``): no image codes to one, and ANS would decode it to
+an image of whatever size the header claims. A file whose weights id differs from the loaded weights is
 refused: the same bytes decode to a different image under other weights.
 """
 
@@ -109,11 +112,19 @@ class VaeFile:
         return 8 * self.size / (self.width * self.height)
 
 
-def _check_dimensions(width: int, height: int) -> None:
+def dimension_problem(width: int, height: int) -> str | None:
+    """Why the format cannot hold an image of this size, or None if it can."""
     if not (1 <= width <= MAX_DIMENSION and 1 <= height <= MAX_DIMENSION):
-        raise FormatError(f"image dimensions {width}x{height} are outside 1..{MAX_DIMENSION}")
+        return f"image dimensions {width}x{height} are outside 1..{MAX_DIMENSION}"
     if width * height > MAX_PIXELS:
-        raise FormatError(f"image of {width}x{height} pixels is larger than the {MAX_PIXELS / 1e6:.0f} megapixels supported")
+        return f"image of {width}x{height} pixels is larger than the {MAX_PIXELS / 1e6:.0f} megapixels supported"
+    return None
+
+
+def _check_dimensions(width: int, height: int) -> None:
+    problem = dimension_problem(width, height)
+    if problem is not None:
+        raise FormatError(problem)
 
 
 def _check_alpha(mode: str, alpha_plane: bytes) -> None:
