@@ -6,9 +6,11 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -36,6 +38,20 @@ def _bits_to_bytes(bpp: float, pixels: int) -> int:
     if not isinstance(bpp, (int, float)) or not bpp > 0:
         raise VaecodecError(f"bpp must be a positive number, got {bpp!r}")
     return int(bpp * pixels / 8)
+
+
+@contextmanager
+def _one_cpu_thread(device: torch.device) -> Iterator[None]:
+    """The float transforms run on one CPU thread, whatever torch's setting: oneDNN blocks its
+    sums by the thread count, so with more threads a file would decode to pixels (and an image
+    encode to bytes) that depend on it (tests/test_determinism.py)."""
+    threads = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _to_8_bits(x: torch.Tensor) -> torch.Tensor:
@@ -206,9 +222,10 @@ class Codec:
             raise VaecodecError(problem)
         stride = HyperpriorModel.STRIDE
         padded = F.pad(x[None].to(self.device), (0, -width % stride, 0, -height % stride), mode="replicate")
-        y = map_tiles(self.model.g_a, padded, Fraction(1, 16), *ANALYSIS_TILING)
-        del padded
-        z = torch.round(map_tiles(self.model.h_a, y, Fraction(1, 4), *HYPER_ANALYSIS_TILING)).cpu().to(torch.int64)
+        with _one_cpu_thread(self.device):
+            y = map_tiles(self.model.g_a, padded, Fraction(1, 16), *ANALYSIS_TILING)
+            del padded
+            z = torch.round(map_tiles(self.model.h_a, y, Fraction(1, 4), *HYPER_ANALYSIS_TILING)).cpu().to(torch.int64)
         radius = self._hyper_tables.radius
         offsets = self._z_offsets[None, :, None, None]
         z_symbols = (z - offsets).clamp(-radius, radius)
@@ -255,5 +272,6 @@ class Codec:
         means = means.to(self.device)
         y_hat = (symbols.to(self.device, torch.float32) + means * gain) * inverse_gain
         del symbols, means
-        pixels = map_tiles(self.model.g_s, y_hat, Fraction(16), *SYNTHESIS_TILING, finish=_to_8_bits)
+        with _one_cpu_thread(self.device):
+            pixels = map_tiles(self.model.g_s, y_hat, Fraction(16), *SYNTHESIS_TILING, finish=_to_8_bits)
         return pixels[:, :, : file.height, : file.width]
