@@ -10,10 +10,10 @@ Inputs that once crashed are kept in ``tests/corpus/`` as regression files. They
 a zero weights id, which the test replaces by the loaded weights' id (resealing the CRC), so they
 reach the decoder whatever weights ship.
 
-The number of examples is bounded for CI (the module takes about a minute on two cores). A longer
-run, with hypothesis's database keeping what it finds in ``.hypothesis/``::
+The number of examples is bounded for CI (500 per test: seconds). A longer run, with hypothesis's
+database keeping what it finds in ``.hypothesis/`` and a count of how the examples ended::
 
-    VAECODEC_FUZZ_EXAMPLES=20000 python -m pytest tests/test_fuzz.py
+    VAECODEC_FUZZ_EXAMPLES=20000 python -m pytest tests/test_fuzz.py --hypothesis-show-statistics
 
 A failure prints the minimal input: after the fix, save it in ``tests/corpus/`` (weights id zeroed).
 """
@@ -23,8 +23,8 @@ from __future__ import annotations
 import os
 import re
 import struct
-from datetime import timedelta
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Callable
 
@@ -40,7 +40,7 @@ from vaecodec.format.container import HEADER_SIZE, MAGIC, FormatError, parse
 
 from conftest import reseal
 
-EXAMPLES = int(os.environ.get("VAECODEC_FUZZ_EXAMPLES", "150"))
+EXAMPLES = int(os.environ.get("VAECODEC_FUZZ_EXAMPLES", "500"))
 # The deadline flags an input that makes decoding slow (a small file claiming a huge image);
 # it is generous because training often shares this project's two cores with the tests.
 fuzz = settings(max_examples=EXAMPLES, deadline=timedelta(seconds=10), suppress_health_check=[HealthCheck.too_slow])
