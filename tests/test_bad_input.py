@@ -228,6 +228,10 @@ def test_encode_refuses_garbage_on_stdin(images: Path, monkeypatch, capsys) -> N
         (["--weights", "missing.pt"], "cannot read weights"),
         (["--weights", "photo.png"], "not a vaecodec weights file"),
         (["--out-dir", "elsewhere", "-o", "x.vae"], "not both"),
+        (["--size", "0"], "size"),
+        (["--size", "1"], "fit"),
+        (["--bpp", "-1"], "bpp"),
+        (["--psnr", "1000"], "psnr"),
     ],
 )
 def test_encode_refuses_impossible_options(images: Path, options: list[str], message: str, capsys, monkeypatch) -> None:
