@@ -79,7 +79,7 @@ def test_fractional_quality_lies_between_its_neighbours(photo: Image.Image) -> N
     assert parse(vaecodec.compress(photo, quality=60.5)).quality == 60.5
 
 
-@pytest.mark.parametrize("quality", [-1, 100.5, "75", None])
+@pytest.mark.parametrize("quality", [-1, 100.5, "75", float("nan")])
 def test_invalid_quality_is_refused(photo: Image.Image, quality) -> None:
     with pytest.raises(vaecodec.VaecodecError, match="quality"):
         vaecodec.compress(photo, quality=quality)
