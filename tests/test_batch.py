@@ -4,8 +4,12 @@ one bad file that is reported and skipped while the others complete."""
 from __future__ import annotations
 
 import io
+import os
 import re
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -133,3 +137,42 @@ def test_a_progress_bar_on_a_terminal_only(tree: Path, monkeypatch, capsys) -> N
     monkeypatch.undo()
     assert run("encode", tree / "a.png", tree / "b.jpg", "-f") == 0
     assert "\r" not in capsys.readouterr().err
+
+
+# A pool of spawned workers takes a few seconds to start (each imports torch and loads the codec):
+# two tests start one.
+
+
+def test_jobs_write_the_same_files_and_report_the_same(tree: Path, tmp_path: Path, capsys) -> None:
+    names = [tree / "a.png", tree / "notes.txt", tree / "b.jpg", tree / "sub" / "c.png", tree / "sub" / "deeper" / "d.webp"]
+    assert run("encode", *names, "--out-dir", tmp_path / "one", "-j", 1) == 1
+    one = capsys.readouterr().err
+    assert run("encode", *names, "--out-dir", tmp_path / "two", "-j", 2) == 1
+    two = capsys.readouterr().err
+    assert files_under(tmp_path / "two") == files_under(tmp_path / "one") == {"a.vae", "b.vae", "c.vae", "d.vae"}
+    for name in files_under(tmp_path / "one"):
+        assert (tmp_path / "two" / name).read_bytes() == (tmp_path / "one" / name).read_bytes()
+    assert two.splitlines()[0].startswith(f"vaecodec: error: {tree / 'notes.txt'}: not a readable image")
+    assert two == one and two.splitlines()[1].endswith("; 1 failed")
+
+
+def test_ctrl_c_stops_a_pool_cleanly(tmp_path: Path, photo: Image.Image) -> None:
+    """SIGINT to the process group, as Ctrl-C on a terminal sends it, in the middle of ``-j 2``:
+    one line and no traceback, exit status 130, the finished files whole and no temporary files."""
+    (tmp_path / "in").mkdir()
+    for i in range(40):
+        photo.save(tmp_path / "in" / f"{i:02d}.png")
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vaecodec.cli.main", "encode", str(tmp_path / "in"), "--out-dir", str(out), "-j", "2"],
+        stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while not list(out.glob("*.vae")) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGINT)
+    assert process.communicate(timeout=120)[1] == "vaecodec: error: interrupted\n"
+    assert process.returncode == 130
+    finished = list(out.iterdir())
+    assert 0 < len(finished) < 40 and all(path.suffix == ".vae" for path in finished)
+    assert {path.read_bytes() for path in finished} == {vaecodec.compress(photo)}
