@@ -16,7 +16,7 @@ from vaecodec.cli.main import main
 from vaecodec.model.hyperprior import HyperpriorModel, ModelConfig
 from vaecodec.model.weights import load_weights, save_weights
 from vaecodec.train.data import split_images
-from vaecodec.train.loop import rate_distortion_loss
+from vaecodec.train.loop import TrainSettings, learning_rate, rate_distortion_loss
 
 TINY = ["--channels", "8", "--latent-channels", "12", "--batch", "2", "--crop", "64", "--threads", "1"]
 
@@ -54,6 +54,23 @@ def test_train_resume_and_export(photo_folder: Path, tmp_path: Path, capsys) -> 
     assert main(["train", str(photo_folder), "--evaluate", "--init-weights", str(weights)]) == 0
     row = capsys.readouterr().out.strip().split(" | ")
     assert row[0] == f"`{codec.weights_id.hex()}`" and row[1] == "5" and len(row) == 4 + 5
+
+
+def test_a_timed_run_stops_on_time_and_carries_the_step_count(photo_folder: Path, tmp_path: Path) -> None:
+    first, timed = tmp_path / "first.pt", tmp_path / "timed.pt"
+    assert main(["train", str(photo_folder), "--out", str(tmp_path / "a"), "--steps", "2", "--eval-every", "0",
+                 "--export", str(first), *TINY]) == 0
+    assert main(["train", str(photo_folder), "--out", str(tmp_path / "b"), "--init-weights", str(first),
+                 "--minutes", "0.05", "--eval-every", "0", "--export", str(timed), *TINY]) == 0
+    metadata = load_weights(timed).metadata
+    assert metadata["steps"] > 2 and metadata["hours"] * 60 < 0.05 + 0.5
+
+
+def test_learning_rate_is_constant_then_decays_to_the_final_rate() -> None:
+    settings = TrainSettings(data=Path("."), out=Path("."), lr=1e-3, lr_final=1e-5, decay_start=0.5)
+    rates = [learning_rate(settings, p) for p in np.linspace(0, 1, 11)]
+    assert rates[:6] == [1e-3] * 6 and rates[-1] == pytest.approx(1e-5)
+    assert all(a > b for a, b in zip(rates[5:], rates[6:]))
 
 
 def test_training_step_lowers_the_loss() -> None:

@@ -235,7 +235,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     settings = TrainSettings(
         data=Path(args.data), out=Path(args.out), steps=args.steps, batch=args.batch, crop=args.crop,
-        lr=args.lr, lr_final=args.lr_final, decay_start=args.decay_start, channels=args.channels,
+        lr=args.lr, lr_final=args.lr_final, decay_start=args.decay_start, minutes=args.minutes, channels=args.channels,
         latent_channels=args.latent_channels, device=args.device, resume=args.resume,
         init_weights=Path(args.init_weights) if args.init_weights else None,
         checkpoint_minutes=args.checkpoint_minutes, eval_every=args.eval_every, eval_images=args.eval_images,
@@ -305,7 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--crop", type=int, default=128)
     train.add_argument("--lr", type=float, default=5e-4)
     train.add_argument("--lr-final", type=float, default=5e-5)
-    train.add_argument("--decay-start", type=float, default=0.8, help="fraction of steps before the cosine decay")
+    train.add_argument("--decay-start", type=float, default=0.8, help="fraction of the run before the cosine decay")
+    train.add_argument("--minutes", type=float, default=0.0,
+                       help="train for this many minutes instead of up to --steps (e.g. a GPU lease)")
     train.add_argument("--channels", type=int, default=96, help="N: channels of the transforms")
     train.add_argument("--latent-channels", type=int, default=144, help="M: channels of the latent")
     train.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, ...")

@@ -32,7 +32,8 @@ class TrainSettings:
     crop: int = 128
     lr: float = 5e-4
     lr_final: float = 5e-5
-    decay_start: float = 0.8  # fraction of the steps after which the learning rate decays (cosine)
+    decay_start: float = 0.8  # fraction of the run after which the learning rate decays (cosine)
+    minutes: float = 0.0  # when set, run this long instead of up to `steps`; the schedule follows time
     channels: int = 64
     latent_channels: int = 96
     device: str = "auto"
@@ -55,12 +56,12 @@ def rate_distortion_loss(out: dict[str, torch.Tensor], x: torch.Tensor, lambdas:
     return {"loss": (bpp + lambdas * mse).mean(), "bpp": bpp.mean(), "mse": mse.mean()}
 
 
-def learning_rate(settings: TrainSettings, step: int) -> float:
-    start = int(settings.steps * settings.decay_start)
-    if step < start:
+def learning_rate(settings: TrainSettings, progress: float) -> float:
+    """Constant, then a cosine decay to ``lr_final``; ``progress`` is the fraction of the run done."""
+    if progress < settings.decay_start:
         return settings.lr
-    progress = min(1.0, (step - start) / max(1, settings.steps - start))
-    return settings.lr_final + 0.5 * (settings.lr - settings.lr_final) * (1 + math.cos(math.pi * progress))
+    decayed = min(1.0, (progress - settings.decay_start) / max(1e-9, 1 - settings.decay_start))
+    return settings.lr_final + 0.5 * (settings.lr - settings.lr_final) * (1 + math.cos(math.pi * decayed))
 
 
 def _pick_device(name: str) -> torch.device:
@@ -97,6 +98,8 @@ def train(settings: TrainSettings, log=print) -> HyperpriorModel:
     device = _pick_device(settings.device)
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed crop shapes: let cuDNN pick its fastest kernels
     torch.manual_seed(settings.seed + rank)
     out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -129,11 +132,17 @@ def train(settings: TrainSettings, log=print) -> HyperpriorModel:
     trained = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
 
     train_paths, val_paths = split_images(settings.data)
-    if step < settings.steps:
+    if settings.minutes or step < settings.steps:
         sampler = CropSampler(train_paths, settings.crop, seed=settings.seed + 1000 * rank + step)
         log(f"{len(train_paths)} training / {len(val_paths)} validation photos, device {device}, world {world}")
 
     first_step = step
+    run_started = time.monotonic()
+
+    def progress() -> float:
+        if settings.minutes:
+            return (time.monotonic() - run_started) / (settings.minutes * 60)
+        return 1.0 if step >= settings.steps else step / settings.steps
 
     def save_checkpoint() -> None:
         if rank != 0 or step == first_step:
@@ -155,9 +164,9 @@ def train(settings: TrainSettings, log=print) -> HyperpriorModel:
         running = {"loss": 0.0, "bpp": 0.0, "mse": 0.0}
         count = 0
         try:
-            while step < settings.steps:
+            while progress() < 1:
                 started = time.monotonic()
-                lr = learning_rate(settings, step)
+                lr = learning_rate(settings, progress())
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 x = sampler.batch(settings.batch).to(device)
