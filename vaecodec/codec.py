@@ -21,7 +21,7 @@ from vaecodec import ratecontrol
 from vaecodec.errors import VaecodecError
 from vaecodec.format.container import VaeFile, dimension_problem, parse
 from vaecodec.imageio import ImageLike, decode_alpha, encode_alpha, prepare
-from vaecodec.model.fixed_point import quality_units
+from vaecodec.model.fixed_point import QUALITY_UNITS, level_units
 from vaecodec.model.hyperprior import HyperpriorModel
 from vaecodec.model.tiling import map_tiles
 from vaecodec.model.weights import TrainedModel, load_weights
@@ -206,9 +206,13 @@ class Codec:
 
     # -- coding ---------------------------------------------------------------------------------
 
+    def _level_units(self, quality: float) -> int:
+        """The rate level of a quality (x QUALITY_UNITS), exactly as the header's integer gives it."""
+        return level_units(quality, self.model.levels, self.model.config.lowest_level_hundredths)
+
     def _level(self, quality: float) -> torch.Tensor:
-        """The model's continuous rate level for a quality: 0..100 spans the trained levels."""
-        return torch.tensor([quality / 100 * (self.model.levels - 1)], device=self.device)
+        """The model's continuous rate level for a quality."""
+        return torch.tensor([self._level_units(quality) / QUALITY_UNITS], device=self.device)
 
     @torch.no_grad()
     def analyse(self, image: ImageLike) -> Analysis:
@@ -244,7 +248,7 @@ class Codec:
         """The quality-dependent half of encoding: gains, quantization and the latent stream."""
         gain, _ = self.model.gains(self._level(quality))
         symbols = torch.round(analysis.y * gain - analysis.means * gain).cpu().numpy()
-        indexes = self._entropy_parameters.indexes(analysis.log_scales, quality_units(quality))
+        indexes = self._entropy_parameters.indexes(analysis.log_scales, self._level_units(quality))
         latent_stream = self._latent_tables.encode(symbols, indexes.numpy())
         return VaeFile(analysis.mode, analysis.width, analysis.height, quality, self.weights_id,
                        analysis.hyper_stream, latent_stream, analysis.alpha_plane, analysis.icc_profile)
@@ -265,7 +269,7 @@ class Codec:
         shape = torch.Size((1, len(self._z_offsets), -(-file.height // stride), -(-file.width // stride)))
         z_symbols = self._hyper_tables.decode(file.hyper_stream, self._hyper_table_indexes(shape))
         means, log_scales = self._entropy_parameters(torch.from_numpy(z_symbols) + self._z_offsets[None, :, None, None])
-        indexes = self._entropy_parameters.indexes(log_scales, quality_units(file.quality))
+        indexes = self._entropy_parameters.indexes(log_scales, self._level_units(file.quality))
         symbols = torch.from_numpy(self._latent_tables.decode(file.latent_stream, indexes.numpy()))
         del log_scales, indexes
         gain, inverse_gain = self.model.gains(self._level(file.quality))

@@ -35,15 +35,21 @@ increasing table order and, within a table, in raster (channel, row, column) ord
 2. Entropy parameters, in integer arithmetic only (``vaecodec.model.fixed_point``): the
    hyper-synthesis network, with weights and activations in fixed point, maps z to a mean mu and a
    fixed-point log-scale per latent element; the quality (x 100, the header's integer) selects
-   per-channel integer log-gains (linear interpolation between the weights' rate levels) that are
+   per-channel integer log-gains at its rate level T (below) that are
    added to the log-scales; the latent element's table index is the smallest i with
    -565 + 32 i >= log-scale (units of 1/256 natural-log; ``vaecodec.entropy.tables``), clamped
    to 0..63.
 3. Latent: every element's symbol s is coded under the weights' Gaussian table of its index
    (2**24 counts per row, values -1023..1023).
    The latent is y_hat = (s + mu * g) * g', with the float per-channel gains g (encoder) and g'
-   (decoder) of the quality's rate level t = q/100 * (levels - 1); the synthesis network maps it to
-   the padded image, which is cropped to width x height and rounded to 8 bits.
+   (decoder) at the rate level t = T / 10000; the synthesis network maps it to the padded image,
+   which is cropped to width x height and rounded to 8 bits.
+
+The rate level of quality Q (the header's integer) is T = L + Q * ((levels - 1) * 10000 - L) // 10000
+in units of 1/10000 level, with L = 100 x the weights' lowest level in hundredths (their
+``lowest_level_hundredths``, 0 when absent). The per-level log-gains (float and integer) are
+linear in T between the levels k and k+1 around it (k = clamp(T // 10000, 0, levels - 2)),
+so levels below 0 extrapolate the first two.
 
 Both streams must be consumed exactly. A decoder may refuse, before decoding it, a stream whose
 length in bits plus 64 is less than half the information of its symbols at their tables' most

@@ -105,12 +105,12 @@ class IntegerEntropyParameters:
             x = layer(x)
         return x
 
-    def level_log_gain(self, quality_units: int) -> torch.Tensor:
-        """(M,) integer log-gains at quality x 100, interpolated linearly between the levels."""
+    def level_log_gain(self, level_units: int) -> torch.Tensor:
+        """(M,) integer log-gains at a rate level (x QUALITY_UNITS), linear between the levels and
+        extrapolating the first two below level 0."""
         levels = len(self.log_gain)
-        position = quality_units * (levels - 1)
-        low = min(position // QUALITY_UNITS, levels - 2)
-        fraction = position - low * QUALITY_UNITS
+        low = min(max(level_units // QUALITY_UNITS, 0), levels - 2)
+        fraction = level_units - low * QUALITY_UNITS
         step = self.log_gain[low + 1] - self.log_gain[low]
         return self.log_gain[low] + torch.div(step * fraction, QUALITY_UNITS, rounding_mode="floor")
 
@@ -125,11 +125,18 @@ class IntegerEntropyParameters:
         del grid
         return means.div(1 << ACT_BITS).float(), log_scales
 
-    def indexes(self, log_scales: torch.Tensor, quality_units: int) -> torch.Tensor:
-        """Scale-table indexes of the gained scales at a quality (x 100)."""
-        return scale_index(log_scales + self.level_log_gain(quality_units)[None, :, None, None])
+    def indexes(self, log_scales: torch.Tensor, level_units: int) -> torch.Tensor:
+        """Scale-table indexes of the gained scales at a rate level (x QUALITY_UNITS)."""
+        return scale_index(log_scales + self.level_log_gain(level_units)[None, :, None, None])
 
 
 def quality_units(quality: float) -> int:
     """The header's integer quality (x 100), which is what the entropy parameters depend on."""
     return round(quality * 100)
+
+
+def level_units(quality: float, levels: int, lowest_level_hundredths: int) -> int:
+    """The rate level (x QUALITY_UNITS) of a quality, from the header's integer: qualities 0..100
+    span the lowest level (hundredths, from the weights) to the highest, ``levels - 1``."""
+    lowest = lowest_level_hundredths * (QUALITY_UNITS // 100)
+    return lowest + quality_units(quality) * ((levels - 1) * QUALITY_UNITS - lowest) // QUALITY_UNITS

@@ -3,8 +3,9 @@
 Encoder path: image -> analysis transform g_a -> latent y -> hyper-analysis h_a -> hyper-latent z.
 z is coded under a learned factorized density; the hyper-synthesis h_s maps the decoded z to a
 mean mu and a scale sigma for every element of y. One set of weights covers the whole rate range:
-a rate level t in [0, levels-1] picks (by log-linear interpolation) a per-channel gain g that
-multiplies y before rounding, and an inverse gain applied after; a larger gain means finer steps.
+a continuous rate level t picks (by log-linear interpolation between the trained levels 0..levels-1,
+and extrapolation of the first two below 0) a per-channel gain g that multiplies y before
+rounding, and an inverse gain applied after; a larger gain means finer steps.
 """
 
 from __future__ import annotations
@@ -29,13 +30,17 @@ class ModelConfig:
     channels: int = 64
     latent_channels: int = 96
     lambdas: tuple[float, ...] = DEFAULT_LAMBDAS
+    # The rate level of quality 0, in hundredths: below 0, the gains and lambdas extrapolate the
+    # two lowest levels (log-linearly), reaching rates under the lowest lambda's; trained there too.
+    lowest_level_hundredths: int = -150
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> ModelConfig:
-        return cls(int(data["channels"]), int(data["latent_channels"]), tuple(float(v) for v in data["lambdas"]))
+        return cls(int(data["channels"]), int(data["latent_channels"]), tuple(float(v) for v in data["lambdas"]),
+                   int(data.get("lowest_level_hundredths", 0)))  # weights older than the field start at 0
 
 
 def _conv(cin: int, cout: int, kernel: int = 5, stride: int = 2) -> nn.Conv2d:
@@ -86,10 +91,15 @@ class HyperpriorModel(nn.Module):
     def levels(self) -> int:
         return len(self.config.lambdas)
 
+    @property
+    def lowest_level(self) -> float:
+        return self.config.lowest_level_hundredths / 100
+
     def _interpolate(self, table: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
-        """Log-linear interpolation of per-level rows at continuous levels (B,) -> (B, M, 1, 1)."""
-        level = level.clamp(0, self.levels - 1)
-        low = level.floor().clamp(max=self.levels - 2).long()
+        """Log-linear interpolation of per-level rows at continuous levels (B,) -> (B, M, 1, 1);
+        levels below 0 extrapolate the first two rows."""
+        level = level.clamp(self.lowest_level, self.levels - 1)
+        low = level.floor().clamp(0, self.levels - 2).long()
         frac = (level - low)[:, None]
         rows = table[low] * (1 - frac) + table[low + 1] * frac
         return torch.exp(rows)[:, :, None, None]

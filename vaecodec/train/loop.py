@@ -170,7 +170,7 @@ def train(settings: TrainSettings, log=print) -> HyperpriorModel:
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 x = sampler.batch(settings.batch).to(device)
-                level = torch.rand(x.shape[0], device=device) * (model.levels - 1)
+                level = model.lowest_level + torch.rand(x.shape[0], device=device) * (model.levels - 1 - model.lowest_level)
                 out_terms = rate_distortion_loss(trained(x, level), x, model.lambdas_at(level))
                 optimizer.zero_grad(set_to_none=True)
                 out_terms["loss"].backward()
