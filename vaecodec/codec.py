@@ -27,11 +27,13 @@ from vaecodec.model.tiling import map_tiles
 from vaecodec.model.weights import TrainedModel, load_weights
 
 DEFAULT_QUALITY = 75
-# (tile, margin) of the transforms, in their input's pixels: memory stays bounded on large images
-# (a 24-megapixel photo codes in well under 2 GB); images up to one tile run whole.
-ANALYSIS_TILING = (768, 64)
+# ((rows, columns), margin) of the transforms' tiles, in their input's pixels: strips of 256 image
+# rows, so memory stays bounded on large images (a 24-megapixel photo codes in well under 2 GB)
+# and the strips of even a Kodak-sized photo run on several threads. The margins cover the
+# receptive fields (30 pixels; under 2 latents), so tiles reproduce whole-image outputs exactly.
+ANALYSIS_TILING = ((256, 2048), 32)
 HYPER_ANALYSIS_TILING = (256, 8)
-SYNTHESIS_TILING = (48, 4)
+SYNTHESIS_TILING = ((16, 128), 2)
 
 
 def _bits_to_bytes(bpp: float, pixels: int) -> int:
@@ -41,15 +43,18 @@ def _bits_to_bytes(bpp: float, pixels: int) -> int:
 
 
 @contextmanager
-def _one_cpu_thread(device: torch.device) -> Iterator[None]:
-    """The float transforms run on one CPU thread, whatever torch's setting: oneDNN blocks its
-    sums by the thread count, so with more threads a file would decode to pixels (and an image
-    encode to bytes) that depend on it (tests/test_determinism.py)."""
+def _one_cpu_thread_per_tile(device: torch.device) -> Iterator[int]:
+    """Yields how many tiles to run at once: on the CPU, torch's thread count, each tile on one
+    thread. oneDNN blocks its sums by the thread count, so threads inside one convolution would
+    make a file decode to pixels (and an image encode to bytes) that depend on it
+    (tests/test_determinism.py); threads across fixed tiles do not."""
     threads = torch.get_num_threads()
-    if device.type == "cpu":
-        torch.set_num_threads(1)
+    if device.type != "cpu":
+        yield 1
+        return
+    torch.set_num_threads(1)
     try:
-        yield
+        yield threads
     finally:
         torch.set_num_threads(threads)
 
@@ -226,10 +231,11 @@ class Codec:
             raise VaecodecError(problem)
         stride = HyperpriorModel.STRIDE
         padded = F.pad(x[None].to(self.device), (0, -width % stride, 0, -height % stride), mode="replicate")
-        with _one_cpu_thread(self.device):
-            y = map_tiles(self.model.g_a, padded, Fraction(1, 16), *ANALYSIS_TILING)
+        with _one_cpu_thread_per_tile(self.device) as workers:
+            y = map_tiles(self.model.g_a, padded, Fraction(1, 16), *ANALYSIS_TILING, workers=workers)
             del padded
-            z = torch.round(map_tiles(self.model.h_a, y, Fraction(1, 4), *HYPER_ANALYSIS_TILING)).cpu().to(torch.int64)
+            z = map_tiles(self.model.h_a, y, Fraction(1, 4), *HYPER_ANALYSIS_TILING, workers=workers)
+            z = torch.round(z).cpu().to(torch.int64)
         radius = self._hyper_tables.radius
         offsets = self._z_offsets[None, :, None, None]
         z_symbols = (z - offsets).clamp(-radius, radius)
@@ -276,6 +282,6 @@ class Codec:
         means = means.to(self.device)
         y_hat = (symbols.to(self.device, torch.float32) + means * gain) * inverse_gain
         del symbols, means
-        with _one_cpu_thread(self.device):
-            pixels = map_tiles(self.model.g_s, y_hat, Fraction(16), *SYNTHESIS_TILING, finish=_to_8_bits)
+        with _one_cpu_thread_per_tile(self.device) as workers:
+            pixels = map_tiles(self.model.g_s, y_hat, Fraction(16), *SYNTHESIS_TILING, finish=_to_8_bits, workers=workers)
         return pixels[:, :, : file.height, : file.width]

@@ -9,6 +9,7 @@ Inputs no larger than one tile run whole.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from typing import Callable
 
@@ -19,28 +20,37 @@ def map_tiles(
     network: Callable[[torch.Tensor], torch.Tensor],
     x: torch.Tensor,
     scale: Fraction,
-    tile: int,
+    tile: int | tuple[int, int],
     margin: int,
     finish: Callable[[torch.Tensor], torch.Tensor] = lambda piece: piece,
+    workers: int = 1,
 ) -> torch.Tensor:
     """``finish(network(x))`` for an (N, C, H, W) input, computed tile by tile.
 
-    ``scale`` is the output size over the input size; ``tile`` and ``margin`` are in input pixels
-    and must be multiples of the network's total stride (the denominator of ``scale``). ``finish``
-    (elementwise, e.g. a conversion to 8 bits) is applied per tile, so only its result is held whole.
+    ``scale`` is the output size over the input size; ``tile`` (a side, or rows and columns) and
+    ``margin`` are in input pixels and must be multiples of the network's total stride (the
+    denominator of ``scale``). ``finish`` (elementwise, e.g. a conversion to 8 bits) is applied per
+    tile, so only its result is held whole. ``workers`` threads run tiles at once; the tiles, and so
+    the result, depend only on the input's size, never on ``workers``.
     """
     height, width = x.shape[-2:]
-    if height <= tile and width <= tile:
+    tile_rows, tile_cols = (tile, tile) if isinstance(tile, int) else tile
+    if height <= tile_rows and width <= tile_cols:
         return finish(network(x))
+    boxes = [(top, left, min(top + tile_rows, height), min(left + tile_cols, width))
+             for top in range(0, height, tile_rows) for left in range(0, width, tile_cols)]
+
+    def run(box: tuple[int, int, int, int]) -> torch.Tensor:
+        top, left, bottom, right = box
+        top_in, left_in = max(top - margin, 0), max(left - margin, 0)
+        piece = network(x[..., top_in : min(bottom + margin, height), left_in : min(right + margin, width)])
+        rows = slice(int((top - top_in) * scale), int((bottom - top_in) * scale))
+        cols = slice(int((left - left_in) * scale), int((right - left_in) * scale))
+        return finish(piece[..., rows, cols])
+
     out = None
-    for top in range(0, height, tile):
-        for left in range(0, width, tile):
-            bottom, right = min(top + tile, height), min(left + tile, width)
-            top_in, left_in = max(top - margin, 0), max(left - margin, 0)
-            piece = network(x[..., top_in : min(bottom + margin, height), left_in : min(right + margin, width)])
-            rows = slice(int((top - top_in) * scale), int((bottom - top_in) * scale))
-            cols = slice(int((left - left_in) * scale), int((right - left_in) * scale))
-            piece = finish(piece[..., rows, cols])
+    with ThreadPoolExecutor(max(1, min(workers, len(boxes)))) as pool:
+        for (top, left, bottom, right), piece in zip(boxes, pool.map(run, boxes)):
             if out is None:
                 out = piece.new_empty((*piece.shape[:2], int(height * scale), int(width * scale)))
             out[..., int(top * scale) : int(bottom * scale), int(left * scale) : int(right * scale)] = piece
