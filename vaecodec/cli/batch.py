@@ -182,15 +182,10 @@ _Results = Iterator[tuple[Job, Callable[[], Outcome]]]
 
 
 def _in_turn(jobs: Sequence[Job], work: Callable[[Job], Outcome], show: Callable[[int, str], None]) -> _Results:
-    """Each job with the call that does it, here and in order, on one torch thread as in a worker."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        for done, job in enumerate(jobs):
-            show(done, job.source)
-            yield job, functools.partial(_do, work, job)
-    finally:
-        torch.set_num_threads(threads)
+    """Each job with the call that does it, here and in order (each on torch's threads)."""
+    for done, job in enumerate(jobs):
+        show(done, job.source)
+        yield job, functools.partial(_do, work, job)
 
 
 def _in_pool(jobs: Sequence[Job], work: Callable[[Job], Outcome], workers: int,
