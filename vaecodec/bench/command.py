@@ -15,10 +15,13 @@ from pathlib import Path
 from vaecodec.cli.main import UsageError
 from vaecodec.errors import VaecodecError
 
-# bench/ of the source checkout: its configuration, the published anchors and the committed report.
-# bench/ of the source tree, installed as the package vaecodec.bench_config (see pyproject.toml).
-BENCH_DIR = Path(str(resources.files("vaecodec.bench_config")))
 DEFAULT_THREADS = 2
+
+
+def _default_config() -> Path:
+    """bench/config.json of the source tree, installed as the package vaecodec.bench_config (see
+    pyproject.toml); looked up when the bench runs, so the rest of the CLI works from a bare tree."""
+    return Path(str(resources.files("vaecodec.bench_config"))) / "config.json"
 
 
 def _positive(text: str) -> int:
@@ -79,7 +82,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise VaecodecError(f"{out} is not a directory")
-    config = BenchConfig.load(Path(args.config) if args.config else BENCH_DIR / "config.json")
+    config = BenchConfig.load(Path(args.config) if args.config else _default_config())
     folder = kodak_folder(args.limit) if args.dataset else Path(args.folder)
     images = list_images(folder, args.limit)
     names = args.codecs.split(",") if args.codecs else list(config.qualities)
