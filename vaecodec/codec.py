@@ -34,6 +34,9 @@ DEFAULT_QUALITY = 75
 ANALYSIS_TILING = ((256, 2048), 32)
 HYPER_ANALYSIS_TILING = (256, 8)
 SYNTHESIS_TILING = ((16, 128), 2)
+# Above this many pixels the strips run one at a time: each strip in flight costs memory (a second
+# thread took a 24-megapixel encode from 1.7 to 2.6 GB), and memory is what bounds large photos.
+PARALLEL_MAX_PIXELS = 8_000_000
 
 
 def _bits_to_bytes(bpp: float, pixels: int) -> int:
@@ -43,18 +46,18 @@ def _bits_to_bytes(bpp: float, pixels: int) -> int:
 
 
 @contextmanager
-def _one_cpu_thread_per_tile(device: torch.device) -> Iterator[int]:
-    """Yields how many tiles to run at once: on the CPU, torch's thread count, each tile on one
-    thread. oneDNN blocks its sums by the thread count, so threads inside one convolution would
-    make a file decode to pixels (and an image encode to bytes) that depend on it
-    (tests/test_determinism.py); threads across fixed tiles do not."""
+def _one_cpu_thread_per_tile(device: torch.device, pixels: int) -> Iterator[int]:
+    """Yields how many tiles to run at once: on the CPU, torch's thread count (one for the largest
+    images), each tile on one thread. oneDNN blocks its sums by the thread count, so threads inside
+    one convolution would make a file decode to pixels (and an image encode to bytes) that depend
+    on it (tests/test_determinism.py); threads across fixed tiles do not."""
     threads = torch.get_num_threads()
     if device.type != "cpu":
         yield 1
         return
     torch.set_num_threads(1)
     try:
-        yield threads
+        yield threads if pixels <= PARALLEL_MAX_PIXELS else 1
     finally:
         torch.set_num_threads(threads)
 
@@ -231,7 +234,7 @@ class Codec:
             raise VaecodecError(problem)
         stride = HyperpriorModel.STRIDE
         padded = F.pad(x[None].to(self.device), (0, -width % stride, 0, -height % stride), mode="replicate")
-        with _one_cpu_thread_per_tile(self.device) as workers:
+        with _one_cpu_thread_per_tile(self.device, width * height) as workers:
             y = map_tiles(self.model.g_a, padded, Fraction(1, 16), *ANALYSIS_TILING, workers=workers)
             del padded
             z = map_tiles(self.model.h_a, y, Fraction(1, 4), *HYPER_ANALYSIS_TILING, workers=workers)
@@ -282,6 +285,6 @@ class Codec:
         means = means.to(self.device)
         y_hat = (symbols.to(self.device, torch.float32) + means * gain) * inverse_gain
         del symbols, means
-        with _one_cpu_thread_per_tile(self.device) as workers:
+        with _one_cpu_thread_per_tile(self.device, file.width * file.height) as workers:
             pixels = map_tiles(self.model.g_s, y_hat, Fraction(16), *SYNTHESIS_TILING, finish=_to_8_bits, workers=workers)
         return pixels[:, :, : file.height, : file.width]

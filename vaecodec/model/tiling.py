@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 
@@ -49,9 +49,17 @@ def map_tiles(
         return finish(piece[..., rows, cols])
 
     out = None
-    with ThreadPoolExecutor(max(1, min(workers, len(boxes)))) as pool:
-        for (top, left, bottom, right), piece in zip(boxes, pool.map(run, boxes)):
+
+    def place(pieces: Iterator[torch.Tensor]) -> None:
+        nonlocal out
+        for (top, left, bottom, right), piece in zip(boxes, pieces):
             if out is None:
                 out = piece.new_empty((*piece.shape[:2], int(height * scale), int(width * scale)))
             out[..., int(top * scale) : int(bottom * scale), int(left * scale) : int(right * scale)] = piece
+
+    if workers <= 1:
+        place(map(run, boxes))
+    else:
+        with ThreadPoolExecutor(min(workers, len(boxes))) as pool:
+            place(pool.map(run, boxes))
     return out
