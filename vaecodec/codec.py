@@ -30,7 +30,8 @@ DEFAULT_QUALITY = 75
 # ((rows, columns), margin) of the transforms' tiles, in their input's pixels: strips of 256 image
 # rows, so memory stays bounded on large images (a 24-megapixel photo codes in well under 2 GB)
 # and the strips of even a Kodak-sized photo run on several threads. The margins cover the
-# receptive fields (30 pixels; under 2 latents), so tiles reproduce whole-image outputs exactly.
+# receptive fields (30 pixels; under 2 latents), so tiles give whole-image outputs (up to float
+# rounding, as other shapes may take other convolution kernels).
 ANALYSIS_TILING = ((256, 2048), 32)
 HYPER_ANALYSIS_TILING = (256, 8)
 SYNTHESIS_TILING = ((16, 128), 2)
