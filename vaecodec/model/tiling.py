@@ -10,8 +10,9 @@ Inputs no larger than one tile run whole.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from fractions import Fraction
-from typing import Callable, Iterator
+from typing import Callable
 
 import torch
 
@@ -49,17 +50,10 @@ def map_tiles(
         return finish(piece[..., rows, cols])
 
     out = None
-
-    def place(pieces: Iterator[torch.Tensor]) -> None:
-        nonlocal out
-        for (top, left, bottom, right), piece in zip(boxes, pieces):
+    # One worker runs the tiles here, in this thread (another thread would hold its own allocations).
+    with ThreadPoolExecutor(min(workers, len(boxes))) if workers > 1 else nullcontext() as pool:
+        for (top, left, bottom, right), piece in zip(boxes, pool.map(run, boxes) if pool else map(run, boxes)):
             if out is None:
                 out = piece.new_empty((*piece.shape[:2], int(height * scale), int(width * scale)))
             out[..., int(top * scale) : int(bottom * scale), int(left * scale) : int(right * scale)] = piece
-
-    if workers <= 1:
-        place(map(run, boxes))
-    else:
-        with ThreadPoolExecutor(min(workers, len(boxes))) as pool:
-            place(pool.map(run, boxes))
     return out

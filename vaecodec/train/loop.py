@@ -164,9 +164,9 @@ def train(settings: TrainSettings, log=print) -> HyperpriorModel:
         running = {"loss": 0.0, "bpp": 0.0, "mse": 0.0}
         count = 0
         try:
-            while progress() < 1:
+            while (done := progress()) < 1:
                 started = time.monotonic()
-                lr = learning_rate(settings, progress())
+                lr = learning_rate(settings, done)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 x = sampler.batch(settings.batch).to(device)
