@@ -89,10 +89,10 @@ def _prepare_array(array: np.ndarray, icc: bytes = b"", alpha: np.ndarray | None
     if array.ndim == 3 and array.shape[2] == 4:
         return _prepare_array(array[..., :3], icc, alpha=array[..., 3])
     if array.ndim == 2:
-        pixels = torch.from_numpy(array.copy()).float().div(255)[None].expand(3, -1, -1)
+        pixels = torch.from_numpy(array.copy()).float().div_(255)[None].expand(3, -1, -1)
         mode = "L"
     elif array.ndim == 3 and array.shape[2] == 3:
-        pixels = torch.from_numpy(array.copy()).permute(2, 0, 1).float().div(255)
+        pixels = torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(255)
         mode = "RGB"
     else:
         raise VaecodecError(f"numpy images must be HxW, HxWx3 or HxWx4, got shape {array.shape}")
