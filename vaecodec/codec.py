@@ -18,11 +18,13 @@ import torch.nn.functional as F
 from PIL import Image
 
 from vaecodec import ratecontrol
+from vaecodec.allocator import keep_freed_memory
 from vaecodec.errors import VaecodecError
 from vaecodec.format.container import VaeFile, dimension_problem, parse
 from vaecodec.imageio import ImageLike, decode_alpha, encode_alpha, prepare
 from vaecodec.model.fixed_point import QUALITY_UNITS, level_units
 from vaecodec.model.hyperprior import HyperpriorModel
+from vaecodec.model.inference import analysis_for_coding, synthesis_for_coding
 from vaecodec.model.tiling import map_tiles
 from vaecodec.model.weights import TrainedModel, load_weights
 
@@ -35,6 +37,9 @@ DEFAULT_QUALITY = 75
 ANALYSIS_TILING = ((256, 2048), 32)
 HYPER_ANALYSIS_TILING = (256, 8)
 SYNTHESIS_TILING = ((16, 128), 2)
+# Activation blocks up to this size stay in the heap for reuse (vaecodec.allocator): a full-width
+# strip's largest activation is 57 MB.
+REUSED_BLOCK_BYTES = 64 << 20
 # Above this many pixels the strips run one at a time: each strip in flight costs memory (a second
 # thread took a 24-megapixel encode from 1.7 to 2.6 GB), and memory is what bounds large photos.
 PARALLEL_MAX_PIXELS = 8_000_000
@@ -128,9 +133,12 @@ class Codec:
 
     def __init__(self, weights: str | Path | TrainedModel | None = None, device: str | torch.device = "cpu") -> None:
         self.device = usable_device(device)
+        keep_freed_memory(REUSED_BLOCK_BYTES)
         self._weights_source = weights  # what __getstate__ sends instead of the networks
         trained = weights if isinstance(weights, TrainedModel) else load_weights(weights)
         self.model: HyperpriorModel = trained.model.to(self.device)
+        self._analysis = analysis_for_coding(self.model.g_a)
+        self._synthesis = synthesis_for_coding(self.model.g_s)
         self.weights_id = trained.weights_id
         self.metadata = trained.metadata
         self._z_offsets = torch.from_numpy(trained.z_offsets)
@@ -236,7 +244,7 @@ class Codec:
         stride = HyperpriorModel.STRIDE
         padded = F.pad(x[None].to(self.device), (0, -width % stride, 0, -height % stride), mode="replicate")
         with _one_cpu_thread_per_tile(self.device, width * height) as workers:
-            y = map_tiles(self.model.g_a, padded, Fraction(1, 16), *ANALYSIS_TILING, workers=workers)
+            y = map_tiles(self._analysis, padded, Fraction(1, 16), *ANALYSIS_TILING, workers=workers)
             del padded
             z = map_tiles(self.model.h_a, y, Fraction(1, 4), *HYPER_ANALYSIS_TILING, workers=workers)
             z = torch.round(z).cpu().to(torch.int64)
@@ -287,5 +295,5 @@ class Codec:
         y_hat = (symbols.to(self.device, torch.float32) + means * gain) * inverse_gain
         del symbols, means
         with _one_cpu_thread_per_tile(self.device, file.width * file.height) as workers:
-            pixels = map_tiles(self.model.g_s, y_hat, Fraction(16), *SYNTHESIS_TILING, finish=_to_8_bits, workers=workers)
+            pixels = map_tiles(self._synthesis, y_hat, Fraction(16), *SYNTHESIS_TILING, finish=_to_8_bits, workers=workers)
         return pixels[:, :, : file.height, : file.width]

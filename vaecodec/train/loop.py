@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from vaecodec.allocator import keep_freed_memory
 from vaecodec.model.hyperprior import HyperpriorModel, ModelConfig
 from vaecodec.model.weights import load_weights, save_weights
 from vaecodec.train.data import CropSampler, split_images
@@ -93,6 +94,7 @@ def train(settings: TrainSettings, log=print) -> HyperpriorModel:
 
     rank, world = _distributed()
     _stop_on_sigterm()
+    keep_freed_memory(1 << 30)  # a training process is ours: keep every batch's activations for the next
     if settings.threads:
         torch.set_num_threads(settings.threads)
     device = _pick_device(settings.device)

@@ -1,0 +1,58 @@
+"""The transforms as coding runs them (vaecodec.model.inference) and the allocator setting."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+from vaecodec.model.hyperprior import HyperpriorModel, ModelConfig
+from vaecodec.model.inference import SubPixelConv, analysis_for_coding, synthesis_for_coding
+
+
+@pytest.mark.parametrize(("kernel", "stride", "padding"), [(5, 2, 2), (3, 2, 1), (4, 2, 1), (5, 1, 2), (7, 3, 3), (2, 2, 0)])
+@torch.no_grad()
+def test_sub_pixel_convolution_is_the_transposed_convolution(kernel: int, stride: int, padding: int) -> None:
+    torch.manual_seed(kernel * 10 + stride)
+    deconv = nn.ConvTranspose2d(6, 3, kernel, stride, padding, output_padding=stride + 2 * padding - kernel)
+    x = torch.randn(2, 6, 7, 9)
+    assert torch.allclose(SubPixelConv(deconv)(x), deconv(x), atol=1e-5)
+
+
+def test_sub_pixel_convolution_refuses_kernels_it_cannot_recast() -> None:
+    with pytest.raises(ValueError):
+        SubPixelConv(nn.ConvTranspose2d(6, 3, 5, 2, 2))  # no output padding: 2n - 1 rows, not 2n
+
+
+@torch.no_grad()
+def test_coding_transforms_are_the_trained_ones() -> None:
+    torch.manual_seed(0)
+    model = HyperpriorModel(ModelConfig(8, 12)).eval()
+    x = torch.rand(1, 3, 128, 192)
+    y = model.g_a(x)
+    assert torch.allclose(analysis_for_coding(model.g_a)(x), y, atol=1e-5)
+    assert torch.allclose(synthesis_for_coding(model.g_s)(y), model.g_s(y), atol=1e-5)
+    assert not model.g_a[0].weight.is_contiguous(memory_format=torch.channels_last)  # training's copy untouched
+
+
+def _keep_freed_memory_in_a_fresh_process(environment: dict[str, str]) -> str:
+    script = "from vaecodec.allocator import keep_freed_memory as k; print(k(1 << 26), k(1 << 20))"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=environment, check=True)
+    return result.stdout.strip()
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's allocator")
+def test_allocator_setting_applies_and_a_smaller_request_keeps_it() -> None:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    assert _keep_freed_memory_in_a_fresh_process(environment) == "True True"
+
+
+def test_allocator_setting_leaves_the_users_environment_alone() -> None:
+    environment = {**os.environ, "MALLOC_TRIM_THRESHOLD_": "131072"}
+    assert _keep_freed_memory_in_a_fresh_process(environment) == "False False"
+
