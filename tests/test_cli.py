@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -141,3 +142,23 @@ def test_stdin_input(photo_file: Path, photo: Image.Image, tmp_path: Path) -> No
         input=out.read_bytes(), capture_output=True,
     )
     assert np.array_equal(np.asarray(Image.open(__import__("io").BytesIO(decoded.stdout))), np.asarray(vaecodec.decompress(out.read_bytes())))
+
+
+def test_ctrl_c_while_torch_loads_is_one_line(tmp_path: Path, photo: Image.Image) -> None:
+    """Importing vaecodec does not load torch; the command does, inside its Ctrl-C handling. An
+    import hook raises KeyboardInterrupt where torch's import begins, as Ctrl-C would there."""
+    photo.save(tmp_path / "in.png")
+    script = textwrap.dedent("""
+        import sys
+        class CtrlC:
+            def find_spec(self, name, path=None, target=None):
+                if name == "torch":
+                    raise KeyboardInterrupt
+        sys.meta_path.insert(0, CtrlC())
+        import vaecodec
+        from vaecodec.cli.main import main
+        sys.exit(main(sys.argv[1:]))
+    """)
+    result = subprocess.run([sys.executable, "-c", script, "encode", str(tmp_path / "in.png")], capture_output=True, text=True)
+    assert (result.returncode, result.stderr) == (130, "vaecodec: error: interrupted\n")
+    assert list(tmp_path.iterdir()) == [tmp_path / "in.png"]

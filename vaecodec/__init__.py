@@ -10,12 +10,32 @@ files and options. Importing the package teaches Pillow the format: ``Image.open
 ``im.save("x.vae", quality=60)`` work (see ``vaecodec.pillow_plugin``).
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from vaecodec import pillow_plugin
-from vaecodec.api import compress, decompress
-from vaecodec.codec import Codec
 from vaecodec.errors import VaecodecError
+
+if TYPE_CHECKING:
+    from vaecodec.api import compress, decompress
+    from vaecodec.codec import Codec
 
 pillow_plugin.register()
 
 __version__ = "0.1.0"
 __all__ = ["Codec", "VaecodecError", "compress", "decompress", "__version__"]
+
+
+def __getattr__(name: str) -> object:
+    """Load torch and the model on first use: ``vaecodec --help`` and ``info`` start at once, and
+    Ctrl-C while torch loads ends the command with its one-line message."""
+    if name in ("compress", "decompress"):
+        from vaecodec import api
+
+        return getattr(api, name)
+    if name == "Codec":
+        from vaecodec.codec import Codec
+
+        return Codec
+    raise AttributeError(f"module 'vaecodec' has no attribute {name!r}")

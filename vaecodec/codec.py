@@ -20,7 +20,7 @@ from PIL import Image
 from vaecodec import ratecontrol
 from vaecodec.allocator import keep_freed_memory
 from vaecodec.errors import VaecodecError
-from vaecodec.format.container import VaeFile, dimension_problem, parse
+from vaecodec.format.container import DEFAULT_QUALITY, VaeFile, dimension_problem, parse
 from vaecodec.imageio import ImageLike, decode_alpha, encode_alpha, prepare
 from vaecodec.model.fixed_point import QUALITY_UNITS, level_units
 from vaecodec.model.hyperprior import HyperpriorModel
@@ -28,7 +28,6 @@ from vaecodec.model.inference import analysis_for_coding, synthesis_for_coding
 from vaecodec.model.tiling import map_tiles
 from vaecodec.model.weights import TrainedModel, load_weights
 
-DEFAULT_QUALITY = 75
 # ((rows, columns), margin) of the transforms' tiles, in their input's pixels: strips of 256 image
 # rows, so memory stays bounded on large images (a 24-megapixel photo codes in well under 2 GB)
 # and the strips of even a Kodak-sized photo run on several threads. The margins cover the

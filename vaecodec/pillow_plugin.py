@@ -14,7 +14,6 @@ from typing import IO
 
 from PIL import Image, ImageFile
 
-from vaecodec.api import compress, get_codec
 from vaecodec.format.container import MAGIC, parse
 
 FORMAT = "VAE"
@@ -51,6 +50,8 @@ class VaeDecoder(ImageFile.PyDecoder):
 
     def decode(self, buffer: object) -> tuple[int, int]:  # the data is pulled from self.fd
         assert self.fd is not None
+        from vaecodec.api import get_codec  # torch loads with the first decode, not with the plugin
+
         image = get_codec().decompress(self.fd.read())
         self.set_as_raw(image.tobytes(), image.mode)
         return -1, 0
@@ -59,6 +60,8 @@ class VaeDecoder(ImageFile.PyDecoder):
 def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     """Pillow's save hook: ``quality`` (0-100, default 75), or a ``size``, ``bpp`` or ``psnr`` target."""
     options = im.encoderinfo
+    from vaecodec.api import compress
+
     fp.write(compress(im, options.get("quality"), size=options.get("size"), bpp=options.get("bpp"), psnr=options.get("psnr")))
 
 

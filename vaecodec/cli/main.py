@@ -254,7 +254,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from vaecodec import __version__
-    from vaecodec.codec import DEFAULT_QUALITY
+    from vaecodec.format.container import DEFAULT_QUALITY
 
     parser = _Parser(prog=PROG, description="A learned image codec.")
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")

@@ -73,6 +73,7 @@ VERSION = 1
 MAX_DIMENSION = 65535
 MAX_PIXELS = 1 << 27  # 134 megapixels: refused before anything is allocated for them
 COLOUR_MODES = ("RGB", "L", "RGBA", "LA")
+DEFAULT_QUALITY = 75  # what an encoder writes when no quality is asked for
 _HEADER = struct.Struct("<4sBBHII8sIIII")
 _CRC = struct.Struct("<I")
 HEADER_SIZE = _HEADER.size
