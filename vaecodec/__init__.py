@@ -12,6 +12,7 @@ files and options. Importing the package teaches Pillow the format: ``Image.open
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING
 
 from vaecodec import pillow_plugin
@@ -27,15 +28,14 @@ __version__ = "0.1.0"
 __all__ = ["Codec", "VaecodecError", "compress", "decompress", "__version__"]
 
 
+_LAZY = {"compress": "vaecodec.api", "decompress": "vaecodec.api", "Codec": "vaecodec.codec"}
+
+
 def __getattr__(name: str) -> object:
     """Load torch and the model on first use: ``vaecodec --help`` and ``info`` start at once, and
     Ctrl-C while torch loads ends the command with its one-line message."""
-    if name in ("compress", "decompress"):
-        from vaecodec import api
-
-        return getattr(api, name)
-    if name == "Codec":
-        from vaecodec.codec import Codec
-
-        return Codec
-    raise AttributeError(f"module 'vaecodec' has no attribute {name!r}")
+    if name not in _LAZY:
+        raise AttributeError(f"module 'vaecodec' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value  # later lookups find it directly
+    return value

@@ -59,9 +59,9 @@ class VaeDecoder(ImageFile.PyDecoder):
 
 def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     """Pillow's save hook: ``quality`` (0-100, default 75), or a ``size``, ``bpp`` or ``psnr`` target."""
-    options = im.encoderinfo
-    from vaecodec.api import compress
+    from vaecodec.api import compress  # torch loads with the first save, not with the plugin
 
+    options = im.encoderinfo
     fp.write(compress(im, options.get("quality"), size=options.get("size"), bpp=options.get("bpp"), psnr=options.get("psnr")))
 
 
