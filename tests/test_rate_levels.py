@@ -40,10 +40,29 @@ def test_gains_and_lambdas_extrapolate_log_linearly_below_level_zero() -> None:
     assert low == pytest.approx(zero**2 / one)
 
 
+def test_new_rate_levels_start_where_the_old_gain_curve_had_their_lambdas() -> None:
+    torch.manual_seed(0)
+    model = HyperpriorModel(ModelConfig(8, 12, lambdas=(0.01, 0.04, 0.16)))
+    with torch.no_grad():
+        model.log_gain.normal_()
+        model.log_inverse_gain.normal_()
+    # Same lambdas: the same gains. 0.02 lies halfway (in log) between levels 0 and 1; 0.64 is one
+    # level step past the top; a fourth level adds a row.
+    moved = model.with_rate_levels((0.01, 0.02, 0.16, 0.64), -50)
+    assert moved.config.lambdas == (0.01, 0.02, 0.16, 0.64) and moved.lowest_level == -0.5
+    for name in ("log_gain", "log_inverse_gain"):
+        old, new = getattr(model, name), getattr(moved, name)
+        assert new.shape == (4, 12)
+        assert torch.equal(new[0], old[0]) and torch.equal(new[2], old[2])
+        assert torch.allclose(new[1], (old[0] + old[1]) / 2, atol=1e-6)
+        assert torch.allclose(new[3], 2 * old[2] - old[1], atol=1e-5)
+    assert torch.equal(moved.g_s[0].weight, model.g_s[0].weight)
+    assert moved.config.channels == model.config.channels
+
+
 def _shipped_networks_with_lowest_level(folder: Path, hundredths: int) -> vaecodec.Codec:
     shipped = load_weights().model
-    model = HyperpriorModel(ModelConfig(**{**shipped.config.to_dict(), "lowest_level_hundredths": hundredths}))
-    model.load_state_dict(shipped.state_dict())
+    model = shipped.with_rate_levels(shipped.config.lambdas, hundredths)
     save_weights(model, folder / f"lowest{hundredths}.pt", {"steps": 0})
     return vaecodec.Codec(folder / f"lowest{hundredths}.pt")
 

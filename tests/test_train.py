@@ -66,6 +66,25 @@ def test_a_timed_run_stops_on_time_and_carries_the_step_count(photo_folder: Path
     assert metadata["steps"] > 2 and metadata["hours"] * 60 < 0.05 + 0.5
 
 
+def test_a_run_can_retarget_the_rate_levels(photo_folder: Path, tmp_path: Path, capsys) -> None:
+    first, retargeted = tmp_path / "first.pt", tmp_path / "retargeted.pt"
+    common = ["--eval-every", "0", *TINY]
+    assert main(["train", str(photo_folder), "--out", str(tmp_path / "a"), "--steps", "1", "--export", str(first), *common]) == 0
+    assert main(["train", str(photo_folder), "--out", str(tmp_path / "b"), "--init-weights", str(first), "--steps", "2",
+                 "--lambdas", "0.002,0.01,0.05,0.25", "--lowest-level", "-1.25", "--export", str(retargeted), *common]) == 0
+    model = load_weights(retargeted).model
+    assert model.config.lambdas == (0.002, 0.01, 0.05, 0.25) and model.config.lowest_level_hundredths == -125
+    assert model.log_gain.shape[0] == 4
+    codec = vaecodec.Codec(retargeted)
+    image = np.asarray(Image.open(next(photo_folder.iterdir())))
+    assert len(codec.compress(image, quality=0)) < len(codec.compress(image, quality=100))
+    capsys.readouterr()
+    for bad in (["--lambdas", "0.1,0.05"], ["--lambdas", "0.1,x"], ["--lowest-level", "7"], ["--lambdas", "0.1,0.2", "--resume"]):
+        assert main(["train", str(photo_folder), "--out", str(tmp_path / "b"), "--steps", "3", *bad, *common]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("vaecodec: error: ") and err.count("\n") == 1, (bad, err)
+
+
 def test_learning_rate_is_constant_then_decays_to_the_final_rate() -> None:
     settings = TrainSettings(data=Path("."), out=Path("."), lr=1e-3, lr_final=1e-5, decay_start=0.5)
     rates = [learning_rate(settings, p) for p in np.linspace(0, 1, 11)]

@@ -230,13 +230,27 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rate_lambdas(text: str | None) -> tuple[float, ...] | None:
+    """``--lambdas``: comma-separated, positive and ascending, one per rate level (two or more)."""
+    if text is None:
+        return None
+    try:
+        lambdas = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise VaecodecError(f"--lambdas: not a comma-separated list of numbers: {text!r}") from None
+    if len(lambdas) < 2 or lambdas[0] <= 0 or any(a >= b for a, b in zip(lambdas, lambdas[1:])):
+        raise VaecodecError("--lambdas: give two or more positive values in ascending order")
+    return lambdas
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from vaecodec.train.loop import TrainSettings, train
 
     settings = TrainSettings(
         data=Path(args.data), out=Path(args.out), steps=args.steps, batch=args.batch, crop=args.crop,
         lr=args.lr, lr_final=args.lr_final, decay_start=args.decay_start, minutes=args.minutes, channels=args.channels,
-        latent_channels=args.latent_channels, device=args.device, resume=args.resume,
+        latent_channels=args.latent_channels, lambdas=_rate_lambdas(args.lambdas), lowest_level=args.lowest_level,
+        device=args.device, resume=args.resume,
         init_weights=Path(args.init_weights) if args.init_weights else None,
         checkpoint_minutes=args.checkpoint_minutes, eval_every=args.eval_every, eval_images=args.eval_images,
         threads=args.threads, seed=args.seed, export=Path(args.export) if args.export else None,
@@ -310,6 +324,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="train for this many minutes instead of up to --steps (e.g. a GPU lease)")
     train.add_argument("--channels", type=int, default=96, help="N: channels of the transforms")
     train.add_argument("--latent-channels", type=int, default=144, help="M: channels of the latent")
+    train.add_argument("--lambdas", help="the rate levels' trade-offs, comma-separated and ascending (default: "
+                       "those of --init-weights, else CompressAI's eight); gains start where the old curve had them")
+    train.add_argument("--lowest-level", type=float,
+                       help="the rate level quality 0 codes at, in level steps; below 0 extrapolates the two lowest "
+                       "(default: that of --init-weights, else -1.5)")
     train.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, ...")
     train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     train.add_argument("--init-weights", help="start from a weights file (e.g. the shipped one)")

@@ -10,7 +10,7 @@ rounding, and an inverse gain applied after; a larger gain means finer steps.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -49,6 +49,14 @@ def _conv(cin: int, cout: int, kernel: int = 5, stride: int = 2) -> nn.Conv2d:
 
 def _deconv(cin: int, cout: int, kernel: int = 5, stride: int = 2) -> nn.ConvTranspose2d:
     return nn.ConvTranspose2d(cin, cout, kernel, stride=stride, padding=kernel // 2, output_padding=stride - 1)
+
+
+def _blend_rows(table: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+    """Rows of a per-level table at continuous levels (B,): linear between neighbouring levels,
+    continuing the end segments outside 0..levels-1."""
+    low = level.floor().clamp(0, table.shape[0] - 2).long()
+    frac = (level - low)[:, None]
+    return table[low] * (1 - frac) + table[low + 1] * frac
 
 
 def ste_round(x: torch.Tensor) -> torch.Tensor:
@@ -99,10 +107,23 @@ class HyperpriorModel(nn.Module):
         """Log-linear interpolation of per-level rows at continuous levels (B,) -> (B, M, 1, 1);
         levels below 0 extrapolate the first two rows."""
         level = level.clamp(self.lowest_level, self.levels - 1)
-        low = level.floor().clamp(0, self.levels - 2).long()
-        frac = (level - low)[:, None]
-        rows = table[low] * (1 - frac) + table[low + 1] * frac
-        return torch.exp(rows)[:, :, None, None]
+        return torch.exp(_blend_rows(table, level))[:, :, None, None]
+
+    def with_rate_levels(self, lambdas: tuple[float, ...], lowest_level_hundredths: int) -> HyperpriorModel:
+        """A copy of this model for other trade-offs (ascending lambdas, any count) and another
+        quality-0 level, to train on from here. Each new level's gains are read off the old gain
+        curve where it had that lambda (log-linearly, extrapolating past either end), so the copy
+        starts at about the rates its lambdas ask for and training only fine-tunes them."""
+        old = torch.log(torch.tensor(self.config.lambdas, dtype=torch.float64))
+        new = torch.log(torch.tensor(lambdas, dtype=torch.float64))
+        segment = (torch.searchsorted(old, new) - 1).clamp(0, self.levels - 2)
+        at = (segment + (new - old[segment]) / (old[segment + 1] - old[segment])).float()
+        model = HyperpriorModel(replace(self.config, lambdas=tuple(lambdas), lowest_level_hundredths=lowest_level_hundredths))
+        state = self.state_dict()
+        for name in ("log_gain", "log_inverse_gain"):
+            state[name] = _blend_rows(state[name], at)
+        model.load_state_dict(state)
+        return model
 
     def gains(self, level: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Encoder-side gain and decoder-side inverse gain at rate levels (B,)."""

@@ -19,6 +19,7 @@ import torch
 import torch.distributed as dist
 
 from vaecodec.allocator import keep_freed_memory
+from vaecodec.errors import VaecodecError
 from vaecodec.model.hyperprior import HyperpriorModel, ModelConfig
 from vaecodec.model.weights import load_weights, save_weights
 from vaecodec.train.data import CropSampler, split_images
@@ -37,6 +38,8 @@ class TrainSettings:
     minutes: float = 0.0  # when set, run this long instead of up to `steps`; the schedule follows time
     channels: int = 64
     latent_channels: int = 96
+    lambdas: tuple[float, ...] | None = None  # when set, the rate levels' trade-offs (ascending)
+    lowest_level: float | None = None  # when set, the rate level of quality 0
     device: str = "auto"
     resume: bool = False
     init_weights: Path | None = None
@@ -110,7 +113,8 @@ def train(settings: TrainSettings, log=print) -> HyperpriorModel:
     model = HyperpriorModel(ModelConfig(settings.channels, settings.latent_channels))
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
     step, elapsed = 0, 0.0
-    if settings.resume and checkpoint_path.exists():
+    resumed = settings.resume and checkpoint_path.exists()
+    if resumed:
         state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
         model = HyperpriorModel(ModelConfig.from_dict(state["config"]))
         model.load_state_dict(state["model"])
@@ -126,6 +130,16 @@ def train(settings: TrainSettings, log=print) -> HyperpriorModel:
         step = int(shipped.metadata.get("steps", 0))
         elapsed = float(shipped.metadata.get("hours", 0.0)) * 3600
         log(f"initialised from {settings.init_weights} (step {step})")
+    if settings.lambdas is not None or settings.lowest_level is not None:
+        if resumed:
+            raise VaecodecError("--lambdas and --lowest-level start a new run; a resumed run keeps its own")
+        lambdas = settings.lambdas or model.config.lambdas
+        lowest = model.config.lowest_level_hundredths if settings.lowest_level is None else round(settings.lowest_level * 100)
+        if lowest >= (len(lambdas) - 1) * 100:
+            raise VaecodecError(f"--lowest-level must lie below the top rate level, {len(lambdas) - 1}")
+        model = model.with_rate_levels(lambdas, lowest)
+        optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
+        log(f"rate levels: lambdas {', '.join(f'{v:g}' for v in model.config.lambdas)}, quality 0 at level {model.lowest_level:g}")
     model.to(device)
     for group in optimizer.state.values():
         for k, v in group.items():
