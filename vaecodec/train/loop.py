@@ -111,21 +111,19 @@ def train(settings: TrainSettings, log=print) -> HyperpriorModel:
     checkpoint_path = out / "checkpoint.pt"
 
     model = HyperpriorModel(ModelConfig(settings.channels, settings.latent_channels))
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
+    optimizer_state = None  # Adam starts afresh unless the run resumes
     step, elapsed = 0, 0.0
     resumed = settings.resume and checkpoint_path.exists()
     if resumed:
         state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
         model = HyperpriorModel(ModelConfig.from_dict(state["config"]))
         model.load_state_dict(state["model"])
-        optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
-        optimizer.load_state_dict(state["optimizer"])
+        optimizer_state = state["optimizer"]
         step, elapsed = int(state["step"]), float(state["elapsed"])
         log(f"resumed from {checkpoint_path} at step {step} ({elapsed / 3600:.2f} h)")
     elif settings.init_weights is not None:
         shipped = load_weights(settings.init_weights)
         model = shipped.model.train()
-        optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
         # Continue the campaign's step count so the schedule and the log carry on.
         step = int(shipped.metadata.get("steps", 0))
         elapsed = float(shipped.metadata.get("hours", 0.0)) * 3600
@@ -134,12 +132,16 @@ def train(settings: TrainSettings, log=print) -> HyperpriorModel:
         if resumed:
             raise VaecodecError("--lambdas and --lowest-level start a new run; a resumed run keeps its own")
         lambdas = settings.lambdas or model.config.lambdas
+        if len(lambdas) < 2 or lambdas[0] <= 0 or any(a >= b for a, b in zip(lambdas, lambdas[1:])):
+            raise VaecodecError("--lambdas: give two or more positive values in ascending order")
         lowest = model.config.lowest_level_hundredths if settings.lowest_level is None else round(settings.lowest_level * 100)
         if lowest >= (len(lambdas) - 1) * 100:
             raise VaecodecError(f"--lowest-level must lie below the top rate level, {len(lambdas) - 1}")
         model = model.with_rate_levels(lambdas, lowest)
-        optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
         log(f"rate levels: lambdas {', '.join(f'{v:g}' for v in model.config.lambdas)}, quality 0 at level {model.lowest_level:g}")
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
+    if optimizer_state is not None:
+        optimizer.load_state_dict(optimizer_state)
     model.to(device)
     for group in optimizer.state.values():
         for k, v in group.items():
