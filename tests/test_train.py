@@ -16,7 +16,7 @@ from vaecodec.cli.main import main
 from vaecodec.model.hyperprior import HyperpriorModel, ModelConfig
 from vaecodec.model.weights import load_weights, save_weights
 from vaecodec.train.data import split_images
-from vaecodec.train.loop import TrainSettings, learning_rate, rate_distortion_loss
+from vaecodec.train.loop import TrainSettings, learning_rate, rate_distortion_loss, sample_levels
 
 TINY = ["--channels", "8", "--latent-channels", "12", "--batch", "2", "--crop", "64", "--threads", "1"]
 
@@ -79,10 +79,22 @@ def test_a_run_can_retarget_the_rate_levels(photo_folder: Path, tmp_path: Path, 
     image = np.asarray(Image.open(next(photo_folder.iterdir())))
     assert len(codec.compress(image, quality=0)) < len(codec.compress(image, quality=100))
     capsys.readouterr()
-    for bad in (["--lambdas", "0.1,0.05"], ["--lambdas", "0.1,x"], ["--lowest-level", "7"], ["--lambdas", "0.1,0.2", "--resume"]):
+    for bad in (["--lambdas", "0.1,0.05"], ["--lambdas", "0.1,x"], ["--lowest-level", "7"], ["--lambdas", "0.1,0.2", "--resume"],
+                ["--level-tilt", "1.5"], ["--level-tilt", "-0.1"]):
         assert main(["train", str(photo_folder), "--out", str(tmp_path / "b"), "--steps", "3", *bad, *common]) == 1
         err = capsys.readouterr().err
         assert err.startswith("vaecodec: error: ") and err.count("\n") == 1, (bad, err)
+
+
+@pytest.mark.parametrize("tilt", [0.0, 0.6, 1.0])
+def test_level_sampling_stays_in_range_and_tilts_toward_the_top(tilt: float) -> None:
+    torch.manual_seed(0)
+    levels = sample_levels(100_000, -1.5, 7.0, tilt)
+    assert levels.min() >= -1.5 and levels.max() <= 7.0
+    counts = torch.histc(levels, bins=4, min=-1.5, max=7.0) / levels.numel()
+    # a density rising linearly from 1 - tilt to 1 + tilt puts (1 - tilt * 3/4) / 4 in the lowest quarter
+    assert counts[0].item() == pytest.approx((1 - tilt * 0.75) / 4, abs=0.01)
+    assert counts[3].item() == pytest.approx((1 + tilt * 0.75) / 4, abs=0.01)
 
 
 def test_learning_rate_is_constant_then_decays_to_the_final_rate() -> None:

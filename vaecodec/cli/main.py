@@ -247,6 +247,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         data=Path(args.data), out=Path(args.out), steps=args.steps, batch=args.batch, crop=args.crop,
         lr=args.lr, lr_final=args.lr_final, decay_start=args.decay_start, minutes=args.minutes, channels=args.channels,
         latent_channels=args.latent_channels, lambdas=_rate_lambdas(args.lambdas), lowest_level=args.lowest_level,
+        level_tilt=args.level_tilt,
         device=args.device, resume=args.resume,
         init_weights=Path(args.init_weights) if args.init_weights else None,
         checkpoint_minutes=args.checkpoint_minutes, eval_every=args.eval_every, eval_images=args.eval_images,
@@ -326,6 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lowest-level", type=float,
                        help="the rate level quality 0 codes at, in level steps; below 0 extrapolates the two lowest "
                        "(default: that of --init-weights, else -1.5)")
+    train.add_argument("--level-tilt", type=float, default=0.0,
+                       help="0 trains every rate level equally often; up to 1 tilts the steps toward the high rates "
+                       "(the density runs from 1-TILT at quality 0 to 1+TILT at quality 100)")
     train.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, ...")
     train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     train.add_argument("--init-weights", help="start from a weights file (e.g. the shipped one)")

@@ -40,6 +40,7 @@ class TrainSettings:
     latent_channels: int = 96
     lambdas: tuple[float, ...] | None = None  # when set, the rate levels' trade-offs (ascending)
     lowest_level: float | None = None  # when set, the rate level of quality 0
+    level_tilt: float = 0.0  # 0 draws rate levels uniformly; up to 1 favours the top (see sample_levels)
     device: str = "auto"
     resume: bool = False
     init_weights: Path | None = None
@@ -49,6 +50,20 @@ class TrainSettings:
     threads: int = 0
     seed: int = 0
     export: Path | None = None
+
+
+def sample_levels(count: int, lowest: float, highest: float, tilt: float, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Rate levels for a batch, drawn with a density that rises linearly from 1 - tilt to 1 + tilt.
+
+    A tilt above 0 spends more steps on the high rates, where a small model falls behind first,
+    without leaving the low end untrained.
+    """
+    u = torch.rand(count, device=device)
+    if tilt == 0:
+        fraction = u
+    else:  # inverse of the CDF (1 - tilt) t + tilt t^2
+        fraction = (torch.sqrt((1 - tilt) ** 2 + 4 * tilt * u) - (1 - tilt)) / (2 * tilt)
+    return lowest + fraction * (highest - lowest)
 
 
 def rate_distortion_loss(out: dict[str, torch.Tensor], x: torch.Tensor, lambdas: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -95,6 +110,8 @@ def train(settings: TrainSettings, log=print) -> HyperpriorModel:
     """Run (or resume) training; returns the trained model."""
     from vaecodec.train.evaluate import evaluate_model  # uses the codec, which imports the model
 
+    if not 0 <= settings.level_tilt <= 1:
+        raise VaecodecError(f"--level-tilt must lie between 0 and 1, not {settings.level_tilt:g}")
     rank, world = _distributed()
     _stop_on_sigterm()
     keep_freed_memory(1 << 30)  # a training process is ours: keep every batch's activations for the next
@@ -188,7 +205,7 @@ def train(settings: TrainSettings, log=print) -> HyperpriorModel:
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 x = sampler.batch(settings.batch).to(device)
-                level = model.lowest_level + torch.rand(x.shape[0], device=device) * (model.levels - 1 - model.lowest_level)
+                level = sample_levels(x.shape[0], model.lowest_level, model.levels - 1, settings.level_tilt, device)
                 out_terms = rate_distortion_loss(trained(x, level), x, model.lambdas_at(level))
                 optimizer.zero_grad(set_to_none=True)
                 out_terms["loss"].backward()
