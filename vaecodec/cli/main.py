@@ -247,8 +247,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         data=Path(args.data), out=Path(args.out), steps=args.steps, batch=args.batch, crop=args.crop,
         lr=args.lr, lr_final=args.lr_final, decay_start=args.decay_start, minutes=args.minutes, channels=args.channels,
         latent_channels=args.latent_channels, lambdas=_rate_lambdas(args.lambdas), lowest_level=args.lowest_level,
-        level_tilt=args.level_tilt,
-        device=args.device, resume=args.resume,
+        level_tilt=args.level_tilt, clean_weight=args.clean_weight,
+        device=args.device, precision=args.precision, resume=args.resume,
         init_weights=Path(args.init_weights) if args.init_weights else None,
         checkpoint_minutes=args.checkpoint_minutes, eval_every=args.eval_every, eval_images=args.eval_images,
         threads=args.threads, seed=args.seed, export=Path(args.export) if args.export else None,
@@ -330,7 +330,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--level-tilt", type=float, default=0.0,
                        help="0 trains every rate level equally often; up to 1 tilts the steps toward the high rates "
                        "(the density runs from 1-TILT at quality 0 to 1+TILT at quality 100)")
+    train.add_argument("--clean-weight", type=float, default=1.0,
+                       help="how much more often, per pixel, crops come from lossless (PNG) photos than from JPEGs")
     train.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, ...")
+    train.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                       help="bf16: autocast with channels-last (weights, optimizer and loss stay fp32); auto: bf16 "
+                       "where the device runs it natively, else fp32")
     train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     train.add_argument("--init-weights", help="start from a weights file (e.g. the shipped one)")
     train.add_argument("--checkpoint-minutes", type=float, default=5.0)

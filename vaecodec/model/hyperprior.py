@@ -136,18 +136,25 @@ class HyperpriorModel(nn.Module):
 
     def hyper_parameters(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and scale of every latent element (before gains) from the decoded hyper-latent."""
-        means, raw_scales = self.h_s(z_hat).chunk(2, dim=1)
+        means, raw_scales = self.h_s(z_hat).float().chunk(2, dim=1)
         return means, F.softplus(raw_scales)
 
     def forward(self, x: torch.Tensor, level: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Training pass: additive noise for the rate terms, rounded values for the synthesis."""
-        y = self.g_a(x)
-        z = self.h_a(y)
-        z_likelihoods = self.hyper_density.likelihood(z + torch.empty_like(z).uniform_(-0.5, 0.5))
+        """Training pass: additive noise for the rate terms, rounded values for the synthesis.
+
+        Under bf16 autocast the networks run in bf16, while the latents, their rounding, the
+        likelihoods and the reconstruction leave them in fp32 (``.float()``): the rate terms need
+        more than bf16's 8 bits of mantissa.
+        """
+        y = self.g_a(x).float()
+        z = self.h_a(y).float()
+        with torch.autocast(x.device.type, enabled=False):
+            z_likelihoods = self.hyper_density.likelihood(z + torch.empty_like(z).uniform_(-0.5, 0.5))
         means, scales = self.hyper_parameters(ste_round(z))
         gain, inverse_gain = self.gains(level)
-        y_gained, means_gained = y * gain, means * gain
-        noisy = y_gained + torch.empty_like(y).uniform_(-0.5, 0.5)
-        y_likelihoods = gaussian_likelihood(noisy, means_gained, scales * gain)
-        y_hat = (ste_round(y_gained - means_gained) + means_gained) * inverse_gain
-        return {"x_hat": self.g_s(y_hat), "y_likelihoods": y_likelihoods, "z_likelihoods": z_likelihoods}
+        with torch.autocast(x.device.type, enabled=False):
+            y_gained, means_gained = y * gain, means * gain
+            noisy = y_gained + torch.empty_like(y).uniform_(-0.5, 0.5)
+            y_likelihoods = gaussian_likelihood(noisy, means_gained, scales * gain)
+            y_hat = (ste_round(y_gained - means_gained) + means_gained) * inverse_gain
+        return {"x_hat": self.g_s(y_hat).float(), "y_likelihoods": y_likelihoods, "z_likelihoods": z_likelihoods}

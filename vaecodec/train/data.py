@@ -37,25 +37,36 @@ def _load_rgb(path: Path, rng: np.random.Generator, min_side: int) -> np.ndarray
     """Load as RGB; JPEG sources get a light random downscale that washes out block artefacts."""
     with Image.open(path) as im:
         im = im.convert("RGB")
-        if path.suffix.lower() in {".jpg", ".jpeg"}:
+        if is_lossy(path):
             factor = rng.uniform(0.6, 1.0)
             size = (max(min_side, round(im.width * factor)), max(min_side, round(im.height * factor)))
             im = im.resize(size, Image.LANCZOS)
         return np.asarray(im)
 
 
-class CropSampler:
-    """Draws batches of random crops (uint8 photos in memory, float tensors out)."""
+def is_lossy(path: Path) -> bool:
+    return path.suffix.lower() in {".jpg", ".jpeg"}
 
-    def __init__(self, paths: list[Path], crop: int, seed: int = 0) -> None:
+
+class CropSampler:
+    """Draws batches of random crops (uint8 photos in memory, float tensors out).
+
+    Photos are drawn in proportion to their area, lossless ones (PNG: downscaled, clean, the most
+    like the photos users code) times ``clean_weight``: the JPEG sources carry their block artefacts.
+    """
+
+    def __init__(self, paths: list[Path], crop: int, seed: int = 0, clean_weight: float = 1.0) -> None:
         if not paths:
             raise VaecodecError("no training images found")
+        if not clean_weight > 0:
+            raise VaecodecError(f"--clean-weight must be positive, not {clean_weight:g}")
         rng = np.random.default_rng(seed)
-        images = [_load_rgb(p, rng, crop) for p in paths]
-        self.images = [im for im in images if min(im.shape[:2]) >= crop]
-        if not self.images:
+        loaded = [(_load_rgb(p, rng, crop), 1.0 if is_lossy(p) else clean_weight) for p in paths]
+        loaded = [(im, weight) for im, weight in loaded if min(im.shape[:2]) >= crop]
+        if not loaded:
             raise VaecodecError(f"no training image is at least {crop}x{crop}")
-        areas = np.array([im.shape[0] * im.shape[1] for im in self.images], dtype=np.float64)
+        self.images = [im for im, _ in loaded]
+        areas = np.array([im.shape[0] * im.shape[1] * weight for im, weight in loaded], dtype=np.float64)
         self.weights = areas / areas.sum()
         self.crop = crop
         self.rng = rng

@@ -2,7 +2,12 @@
 
 Every batch draws a continuous rate level per crop, so each step trains the whole rate range.
 Checkpoints (model, optimizer, step, elapsed time) are written every few minutes and on exit; a
-CSV log records the loss terms and the periodic validation results.
+CSV log records the loss terms, the throughput and the periodic validation results.
+
+With bf16 (``--precision``, native on the device), the networks run under bf16 autocast on
+channels-last activations, while the weights, Adam's state, the likelihoods and the loss stay fp32
+(``HyperpriorModel.forward``): measured on this project's 2-core CPU, a step of batch 8 of 256²
+crops took 0.64 s against 1.2 s in fp32.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import torch.distributed as dist
 from vaecodec.allocator import keep_freed_memory
 from vaecodec.errors import VaecodecError
 from vaecodec.model.hyperprior import HyperpriorModel, ModelConfig
+from vaecodec.model.precision import autocast, resolve_precision
 from vaecodec.model.weights import load_weights, save_weights
 from vaecodec.train.data import CropSampler, split_images
 
@@ -42,6 +48,8 @@ class TrainSettings:
     lowest_level: float | None = None  # when set, the rate level of quality 0
     level_tilt: float = 0.0  # 0 draws rate levels uniformly; up to 1 favours the top (see sample_levels)
     device: str = "auto"
+    precision: str = "auto"  # fp32, bf16, or auto: bf16 where the device runs it natively
+    clean_weight: float = 1.0  # crops drawn from lossless (non-JPEG) photos, per pixel, relative to JPEG ones
     resume: bool = False
     init_weights: Path | None = None
     checkpoint_minutes: float = 5.0
@@ -122,6 +130,8 @@ def train(settings: TrainSettings, log=print) -> HyperpriorModel:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed crop shapes: let cuDNN pick its fastest kernels
+    dtype = resolve_precision(settings.precision, device)
+    layout = torch.channels_last if dtype == torch.bfloat16 else torch.contiguous_format
     torch.manual_seed(settings.seed + rank)
     out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -130,6 +140,7 @@ def train(settings: TrainSettings, log=print) -> HyperpriorModel:
     model = HyperpriorModel(ModelConfig(settings.channels, settings.latent_channels))
     optimizer_state = None  # Adam starts afresh unless the run resumes
     step, elapsed = 0, 0.0
+    schedule_start = 0  # the step a --steps schedule runs from: 0, or where --init-weights left off
     resumed = settings.resume and checkpoint_path.exists()
     if resumed:
         state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
@@ -137,12 +148,13 @@ def train(settings: TrainSettings, log=print) -> HyperpriorModel:
         model.load_state_dict(state["model"])
         optimizer_state = state["optimizer"]
         step, elapsed = int(state["step"]), float(state["elapsed"])
+        schedule_start = int(state.get("schedule_start", 0))
         log(f"resumed from {checkpoint_path} at step {step} ({elapsed / 3600:.2f} h)")
     elif settings.init_weights is not None:
         shipped = load_weights(settings.init_weights)
         model = shipped.model.train()
         # Continue the campaign's step count so the schedule and the log carry on.
-        step = int(shipped.metadata.get("steps", 0))
+        step = schedule_start = int(shipped.metadata.get("steps", 0))
         elapsed = float(shipped.metadata.get("hours", 0.0)) * 3600
         log(f"initialised from {settings.init_weights} (step {step})")
     if settings.lambdas is not None or settings.lowest_level is not None:
@@ -159,7 +171,7 @@ def train(settings: TrainSettings, log=print) -> HyperpriorModel:
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)
-    model.to(device)
+    model.to(device, memory_format=layout)
     for group in optimizer.state.values():
         for k, v in group.items():
             if torch.is_tensor(v):
@@ -168,8 +180,10 @@ def train(settings: TrainSettings, log=print) -> HyperpriorModel:
 
     train_paths, val_paths = split_images(settings.data)
     if settings.minutes or step < settings.steps:
-        sampler = CropSampler(train_paths, settings.crop, seed=settings.seed + 1000 * rank + step)
-        log(f"{len(train_paths)} training / {len(val_paths)} validation photos, device {device}, world {world}")
+        sampler = CropSampler(train_paths, settings.crop, seed=settings.seed + 1000 * rank + step,
+                              clean_weight=settings.clean_weight)
+        log(f"{len(train_paths)} training / {len(val_paths)} validation photos, device {device}, world {world}, "
+            f"{str(dtype).removeprefix('torch.')}")
 
     first_step = step
     run_started = time.monotonic()
@@ -177,14 +191,14 @@ def train(settings: TrainSettings, log=print) -> HyperpriorModel:
     def progress() -> float:
         if settings.minutes:
             return (time.monotonic() - run_started) / (settings.minutes * 60)
-        return 1.0 if step >= settings.steps else step / settings.steps
+        return 1.0 if step >= settings.steps else (step - schedule_start) / (settings.steps - schedule_start)
 
     def save_checkpoint() -> None:
         if rank != 0 or step == first_step:
             return
         state = {
             "config": model.config.to_dict(), "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(), "step": step, "elapsed": elapsed,
+            "optimizer": optimizer.state_dict(), "step": step, "elapsed": elapsed, "schedule_start": schedule_start,
         }
         torch.save(state, checkpoint_path.with_suffix(".tmp"))
         checkpoint_path.with_suffix(".tmp").replace(checkpoint_path)
@@ -194,39 +208,44 @@ def train(settings: TrainSettings, log=print) -> HyperpriorModel:
     with open(log_file, "a", newline="") as handle:
         writer = csv.writer(handle)
         if new_log and rank == 0:
-            writer.writerow(["step", "hours", "lr", "loss", "bpp", "mse", "eval_bpp", "eval_psnr"])
+            writer.writerow(["step", "hours", "lr", "loss", "bpp", "mse", "eval_bpp", "eval_psnr", "crops_per_s"])
         last_checkpoint = time.monotonic()
         running = {"loss": 0.0, "bpp": 0.0, "mse": 0.0}
-        count = 0
+        count, busy = 0, 0.0
         try:
             while (done := progress()) < 1:
                 started = time.monotonic()
                 lr = learning_rate(settings, done)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                x = sampler.batch(settings.batch).to(device)
+                x = sampler.batch(settings.batch).to(device, memory_format=layout)
                 level = sample_levels(x.shape[0], model.lowest_level, model.levels - 1, settings.level_tilt, device)
-                out_terms = rate_distortion_loss(trained(x, level), x, model.lambdas_at(level))
+                with autocast(device, dtype):
+                    passed = trained(x, level)
+                out_terms = rate_distortion_loss(passed, x, model.lambdas_at(level))
                 optimizer.zero_grad(set_to_none=True)
                 out_terms["loss"].backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                 optimizer.step()
                 step += 1
+                busy += time.monotonic() - started
                 elapsed += time.monotonic() - started
                 for k in running:
                     running[k] += out_terms[k].item()
                 count += 1
                 if rank == 0 and step % 100 == 0:
                     means = {k: v / count for k, v in running.items()}
+                    speed = count * settings.batch * world / busy
                     writer.writerow([step, f"{elapsed / 3600:.4f}", f"{lr:.2e}", f"{means['loss']:.4f}",
-                                     f"{means['bpp']:.4f}", f"{means['mse']:.2f}", "", ""])
+                                     f"{means['bpp']:.4f}", f"{means['mse']:.2f}", "", "", f"{speed:.2f}"])
                     handle.flush()
-                    log(f"step {step} loss {means['loss']:.3f} bpp {means['bpp']:.3f} mse {means['mse']:.1f} lr {lr:.1e}")
+                    log(f"step {step} loss {means['loss']:.3f} bpp {means['bpp']:.3f} mse {means['mse']:.1f} lr {lr:.1e} "
+                        f"{speed:.1f} crops/s")
                     running = dict.fromkeys(running, 0.0)
-                    count = 0
+                    count, busy = 0, 0.0
                 if rank == 0 and val_paths and settings.eval_every and step % settings.eval_every == 0:
                     for quality, (bpp, psnr) in evaluate_model(model, val_paths[: settings.eval_images]).items():
-                        writer.writerow([step, f"{elapsed / 3600:.4f}", "", "", "", "", f"{bpp:.4f}", f"{psnr:.3f}"])
+                        writer.writerow([step, f"{elapsed / 3600:.4f}", "", "", "", "", f"{bpp:.4f}", f"{psnr:.3f}", ""])
                         log(f"eval step {step} quality {quality}: {bpp:.3f} bpp {psnr:.2f} dB")
                     handle.flush()
                 if time.monotonic() - last_checkpoint > settings.checkpoint_minutes * 60:
