@@ -11,7 +11,7 @@ from PIL import Image
 from skimage import data
 
 import vaecodec
-from vaecodec.api import get_codec
+from vaecodec.codec import get_codec
 from vaecodec import metrics
 
 

@@ -3,7 +3,7 @@ parameters that are exact, so encoder and decoder cannot disagree by a rounding 
 
 A learned codec desynchronises when the decoder selects a coding distribution that differs from
 the encoder's by one rounding (another thread count, another CPU, a GPU). vaecodec selects them
-with integers only (``vaecodec.model.fixed_point``, ``vaecodec.entropy.tables``): the tests below
+with integers only (``vaecodec.model.fixed_point``, ``vaecodec.latent``, ``vaecodec.entropy.tables``): the tests below
 show those are bit-identical whatever order the sums are taken in, and run the float transforms
 in separate processes with different thread counts.
 """
@@ -23,7 +23,8 @@ from PIL import Image
 from skimage import data as samples
 
 import vaecodec
-from vaecodec.model.fixed_point import ACT_BITS, IntegerEntropyParameters
+from vaecodec.latent.hyperprior import IntegerEntropyParameters
+from vaecodec.model.fixed_point import ACT_BITS
 
 THREAD_COUNTS = (1, 2)
 
@@ -92,15 +93,15 @@ def reversed_sums(params: IntegerEntropyParameters) -> IntegerEntropyParameters:
 def hyper_latents(codec: vaecodec.Codec) -> list[torch.Tensor]:
     """A photo's hyper-latent, and a random one over the whole range the tables code."""
     with torch.no_grad():
-        z_photo = torch.round(codec.model.h_a(codec.analyse(samples.astronaut()[:256, :320]).y)).to(torch.int64)
-    radius, generator = codec._hyper_tables.radius, torch.Generator().manual_seed(0)
-    z_random = torch.randint(-radius, radius + 1, (1, len(codec._z_offsets), 7, 9), generator=generator)
-    return [z_photo, z_random + codec._z_offsets[None, :, None, None]]
+        z_photo = torch.round(codec.model.h_a(codec._analyse(samples.astronaut()[:256, :320]).latent.y)).to(torch.int64)
+    radius, generator = codec._main.coder.hyper_tables.radius, torch.Generator().manual_seed(0)
+    z_random = torch.randint(-radius, radius + 1, (1, len(codec._main.coder.z_offsets), 7, 9), generator=generator)
+    return [z_photo, z_random + codec._main.coder.z_offsets[None, :, None, None]]
 
 
 def test_entropy_parameters_do_not_depend_on_summation_order(codec: vaecodec.Codec, hyper_latents) -> None:
     """Reversed channel orders, a channels-last layout and other thread counts: bit-identical."""
-    params, threads = codec._entropy_parameters, torch.get_num_threads()
+    params, threads = codec._main.coder.entropy_parameters, torch.get_num_threads()
     reordered = reversed_sums(params)
     try:
         for z in hyper_latents:
@@ -117,7 +118,7 @@ def test_entropy_parameters_do_not_depend_on_summation_order(codec: vaecodec.Cod
 def test_float32_sums_would_depend_on_the_order(codec: vaecodec.Codec, hyper_latents) -> None:
     """The control: the second layer in float32 rounds differently when its sums change order,
     which integer sums in float64, exact while below 2**53, rule out."""
-    params = codec._entropy_parameters
+    params = codec._main.coder.entropy_parameters
     activations = params.layers[1](params.layers[0](hyper_latents[1].double() * (1 << ACT_BITS)))
     conv = params.layers[2]
     op, extra = (F.conv_transpose2d, (conv.output_padding,)) if conv.transposed else (F.conv2d, ())

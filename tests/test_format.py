@@ -10,7 +10,7 @@ from vaecodec.format.container import HEADER_SIZE, MAGIC, VERSION, FormatError, 
 
 from conftest import reseal
 
-SAMPLE = VaeFile("RGB", 17, 33, 62.5, bytes(range(8)), b"\x01\x02\x03\x04", b"\x05\x06\x07\x08" * 3)
+SAMPLE = VaeFile("RGB", 17, 33, 6250, bytes(range(8)), b"\x01\x02\x03\x04", b"\x05\x06\x07\x08" * 3)
 
 
 def test_round_trip_keeps_every_field() -> None:
@@ -50,6 +50,6 @@ def test_malformed_files_are_refused(mutate, message: str) -> None:
 
 def test_writer_refuses_impossible_fields() -> None:
     with pytest.raises(FormatError):
-        VaeFile("CMYK", 1, 1, 50, b"\x00" * 8, b"", b"").to_bytes()
+        VaeFile("CMYK", 1, 1, 5000, b"\x00" * 8, b"", b"").to_bytes()
     with pytest.raises(FormatError):
-        VaeFile("RGB", 0, 5, 50, b"\x00" * 8, b"", b"").to_bytes()
+        VaeFile("RGB", 0, 5, 5000, b"\x00" * 8, b"", b"").to_bytes()

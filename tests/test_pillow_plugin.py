@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 import vaecodec
-import vaecodec.api
+import vaecodec.codec
 
 
 def test_the_format_is_registered() -> None:
@@ -23,13 +23,13 @@ def test_open_reads_the_header_and_decodes_on_load(tmp_path: Path, photo: Image.
     path = tmp_path / "photo.vae"
     path.write_bytes(data)
     decodes = []
-    real_get_codec = vaecodec.api.get_codec
+    real_get_codec = vaecodec.codec.get_codec
 
-    def counting_get_codec() -> vaecodec.Codec:
+    def counting_get_codec(**options: str) -> vaecodec.Codec:
         decodes.append(1)
-        return real_get_codec()
+        return real_get_codec(**options)
 
-    monkeypatch.setattr(vaecodec.api, "get_codec", counting_get_codec)
+    monkeypatch.setattr(vaecodec.codec, "get_codec", counting_get_codec)
     with Image.open(path) as im:
         assert (im.format, im.mode, im.size) == ("VAE", "RGB", photo.size)
         assert decodes == []

@@ -14,7 +14,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 import vaecodec
-from vaecodec.api import get_codec
+from vaecodec.codec import get_codec
 from vaecodec.cli.main import main
 from vaecodec.model.weights import default_weights_path, load_weights
 

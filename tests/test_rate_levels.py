@@ -10,7 +10,7 @@ from PIL import Image
 
 import vaecodec
 from vaecodec.format.container import parse
-from vaecodec.model.fixed_point import QUALITY_UNITS, level_units
+from vaecodec.model.rate_levels import LEVEL_UNIT, level_units, quality_units
 from vaecodec.model.hyperprior import HyperpriorModel, ModelConfig
 from vaecodec.model.weights import load_weights, save_weights
 
@@ -18,10 +18,10 @@ from conftest import psnr
 
 
 def test_qualities_span_the_level_range_exactly_and_in_order() -> None:
-    assert level_units(0, 8, -150) == -1.5 * QUALITY_UNITS
-    assert level_units(100, 8, -150) == level_units(100, 8, 0) == 7 * QUALITY_UNITS
-    assert level_units(50, 8, 0) == 3.5 * QUALITY_UNITS
-    units = [level_units(q / 4, 8, -150) for q in range(401)]
+    assert level_units(quality_units(0), 8, -150) == -1.5 * LEVEL_UNIT
+    assert level_units(quality_units(100), 8, -150) == level_units(quality_units(100), 8, 0) == 7 * LEVEL_UNIT
+    assert level_units(quality_units(50), 8, 0) == 3.5 * LEVEL_UNIT
+    units = [level_units(quality_units(q / 4), 8, -150) for q in range(401)]
     assert all(a < b for a, b in zip(units, units[1:]))
 
 

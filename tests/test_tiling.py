@@ -15,7 +15,7 @@ from skimage import data
 
 import vaecodec
 from vaecodec import codec as codec_module
-from vaecodec.model import fixed_point
+from vaecodec.latent import hyperprior as latent_hyperprior
 from vaecodec.model.hyperprior import HyperpriorModel, ModelConfig
 from vaecodec.model.tiling import map_tiles
 
@@ -37,10 +37,10 @@ def test_tiled_transforms_match_whole(tiny_model: HyperpriorModel) -> None:
 
 
 def test_tiled_integer_parameters_are_exact(codec: vaecodec.Codec, monkeypatch) -> None:
-    z = torch.randint(-6, 7, (1, len(codec._z_offsets), 9, 11)) + codec._z_offsets[None, :, None, None]
-    means, log_scales = codec._entropy_parameters(z)
-    monkeypatch.setattr(fixed_point, "TILE", 2)
-    tiled_means, tiled_log_scales = codec._entropy_parameters(z)
+    z = torch.randint(-6, 7, (1, len(codec._main.coder.z_offsets), 9, 11)) + codec._main.coder.z_offsets[None, :, None, None]
+    means, log_scales = codec._main.coder.entropy_parameters(z)
+    monkeypatch.setattr(latent_hyperprior, "TILE", 2)
+    tiled_means, tiled_log_scales = codec._main.coder.entropy_parameters(z)
     assert torch.equal(means, tiled_means) and torch.equal(log_scales, tiled_log_scales)
 
 

@@ -1,7 +1,10 @@
-"""Images to .vae bytes and back: the model, the coder and the format put together.
+"""Images to .vae bytes and back: the transforms, the latent coder and the format put together.
 
-``Codec`` loads the weights once and keeps them on one device; the module-level ``compress`` and
-``decompress`` in ``vaecodec`` use a shared CPU instance.
+``Codec`` loads the weights once and keeps them on one device, at one precision; it runs the
+float transforms (in strips, on threads), hands the latents to the weights' latent coder
+(``vaecodec.latent``) and builds or reads the file. ``get_codec`` shares one codec per process
+for equal arguments: ``vaecodec.compress``/``decompress``, the Pillow plugin and unpickled codecs
+use it.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import lru_cache
 from pathlib import Path
 from typing import Iterator
 
@@ -22,11 +26,14 @@ from vaecodec.allocator import keep_freed_memory
 from vaecodec.errors import VaecodecError
 from vaecodec.format.container import DEFAULT_QUALITY, VaeFile, dimension_problem, parse
 from vaecodec.imageio import ImageLike, decode_alpha, encode_alpha, prepare
-from vaecodec.model.fixed_point import QUALITY_UNITS, level_units
+from vaecodec.latent.hyperprior import PreparedLatent
+from vaecodec.metrics import psnr as psnr_of
 from vaecodec.model.hyperprior import HyperpriorModel
 from vaecodec.model.inference import analysis_for_coding, synthesis_for_coding
+from vaecodec.model.precision import resolve_precision
+from vaecodec.model.rate_levels import level_units, quality_units
 from vaecodec.model.tiling import map_tiles
-from vaecodec.model.weights import TrainedModel, load_weights
+from vaecodec.model.weights import TrainedModel, load_weights, packaged_weights_path
 
 # ((rows, columns), margin) of the transforms' tiles, in their input's pixels: strips of 256 image
 # rows, so memory stays bounded on large images (a 24-megapixel photo codes in well under 2 GB)
@@ -73,16 +80,13 @@ def _to_8_bits(x: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass
-class Analysis:
+class AnalysedImage:
     """An image after the analysis transforms: everything about its coding but the quality."""
 
     mode: str
     width: int
     height: int
-    y: torch.Tensor  # the latent, before gains
-    hyper_stream: bytes
-    means: torch.Tensor  # latent means before gains (exact, from the integer hyper-synthesis)
-    log_scales: torch.Tensor  # fixed-point log-scales before gains
+    latent: PreparedLatent
     alpha_plane: bytes  # PNG of the alpha channel, or empty
     icc_profile: bytes
     pixels: torch.Tensor  # the colour that was coded, 3xHxW in [0, 1] on the CPU (for rate control)
@@ -100,10 +104,35 @@ def usable_device(device: str | torch.device) -> torch.device:
     return resolved
 
 
-def check_quality(quality: float) -> float:
-    if not isinstance(quality, (int, float)) or not 0 <= quality <= 100:
-        raise VaecodecError(f"quality must be a number from 0 to 100, got {quality!r}")
-    return round(float(quality), 2)
+def get_codec(weights: str | Path | None = None, device: str | torch.device = "cpu", precision: str = "auto") -> Codec:
+    """A codec for these weights, device and precision, loaded once per process.
+
+    Equal arguments spelled differently (``"cpu"`` or ``torch.device("cpu")``, str or Path) share
+    one codec, so unpickled codecs reuse the one the process already has.
+    """
+    resolved = usable_device(device)
+    return _shared(None if weights is None else Path(weights), resolved, resolve_precision(precision, resolved))
+
+
+@lru_cache(maxsize=4)
+def _shared(weights: Path | None, device: torch.device, dtype: torch.dtype) -> Codec:
+    return Codec(weights, device, "bf16" if dtype == torch.bfloat16 else "fp32")
+
+
+class _Transforms:
+    """One set of weights made ready to code: the networks in their coding forms, and the coder."""
+
+    def __init__(self, trained: TrainedModel, device: torch.device, dtype: torch.dtype) -> None:
+        self.model = trained.model.to(device)
+        self.coder = trained.coder
+        self.weights_id = trained.weights_id
+        self.metadata = trained.metadata
+        self.analysis = analysis_for_coding(self.model.g_a, dtype)
+        self.synthesis = synthesis_for_coding(self.model.g_s, dtype)
+
+    def level_units(self, quality: int) -> int:
+        """The rate level of a header quality for these weights (``vaecodec.model.rate_levels``)."""
+        return level_units(quality, self.model.levels, self.model.config.lowest_level_hundredths)
 
 
 class Codec:
@@ -111,7 +140,9 @@ class Codec:
 
     ``weights``: a weights file or a loaded ``TrainedModel`` (default: the shipped weights).
     ``device``: where the networks run ("cpu", "cuda", a torch.device); entropy coding always
-    runs on the CPU.
+    runs on the CPU. ``precision``: of the float transforms, "fp32", "bf16", or "auto" (bf16
+    where the device runs it natively; ``vaecodec.model.precision``). Files decode at any
+    precision whatever the one they were made at.
     """
 
     # -- pickling: a codec travels as where its weights come from, not as its networks ----------
@@ -120,31 +151,29 @@ class Codec:
         """A few bytes, so a Dataset holding a codec goes to DataLoader workers cheaply."""
         if isinstance(self._weights_source, TrainedModel):
             raise VaecodecError("a Codec made from a loaded TrainedModel cannot be pickled; make it from a weights file")
-        return {"weights": self._weights_source, "device": str(self.device), "weights_id": self.weights_id}
+        return {"weights": self._weights_source, "device": str(self.device), "weights_id": self.weights_id,
+                "precision": self.precision}
 
     def __setstate__(self, state: dict[str, object]) -> None:
-        """Share the process's codec for these weights (``vaecodec.api.get_codec``): one load each."""
-        from vaecodec.api import get_codec  # vaecodec.api builds on this module
-
-        shared = get_codec(state["weights"], state["device"])  # type: ignore[arg-type]
+        """Share the process's codec for these weights (``get_codec``): one load each."""
+        shared = get_codec(state["weights"], state["device"], state.get("precision", "auto"))  # type: ignore[arg-type]
         if shared.weights_id != state["weights_id"]:
             raise VaecodecError(f"weights {state['weights'] or '(shipped)'} changed since this codec was pickled")
         self.__dict__.update(shared.__dict__)
 
-    def __init__(self, weights: str | Path | TrainedModel | None = None, device: str | torch.device = "cpu") -> None:
+    def __init__(self, weights: str | Path | TrainedModel | None = None, device: str | torch.device = "cpu",
+                 precision: str = "auto") -> None:
         self.device = usable_device(device)
+        self._dtype = resolve_precision(precision, self.device)
+        self.precision = "bf16" if self._dtype == torch.bfloat16 else "fp32"
         keep_freed_memory(REUSED_BLOCK_BYTES)
         self._weights_source = weights  # what __getstate__ sends instead of the networks
         trained = weights if isinstance(weights, TrainedModel) else load_weights(weights)
-        self.model: HyperpriorModel = trained.model.to(self.device)
-        self._analysis = analysis_for_coding(self.model.g_a)
-        self._synthesis = synthesis_for_coding(self.model.g_s)
+        self._main = _Transforms(trained, self.device, self._dtype)
+        self._earlier: dict[bytes, _Transforms] = {}  # other shipped weights, loaded for files that name them
+        self.model: HyperpriorModel = self._main.model
         self.weights_id = trained.weights_id
         self.metadata = trained.metadata
-        self._z_offsets = torch.from_numpy(trained.z_offsets)
-        self._hyper_tables = trained.hyper_tables
-        self._latent_tables = trained.latent_tables
-        self._entropy_parameters = trained.entropy_parameters
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -168,20 +197,24 @@ class Codec:
         given = [name for name, value in targets.items() if value is not None]
         if len(given) > 1:
             raise VaecodecError(f"give one of quality, size, bpp and psnr, not {' and '.join(given)}")
-        quality = check_quality(DEFAULT_QUALITY if quality is None else quality)
-        analysis = self.analyse(image)
+        units = quality_units(DEFAULT_QUALITY if quality is None else quality)
+        analysed = self._analyse(image)
+
+        def encode(units: int) -> bytes:
+            return self._encode(analysed, units).to_bytes()
+
         if size is not None:
             if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
                 raise VaecodecError(f"size must be a positive number of bytes, got {size!r}")
-            return ratecontrol.fit_size(self, analysis, size)
+            return ratecontrol.fit_size(encode, size)
         if bpp is not None:
-            return ratecontrol.fit_size(self, analysis, _bits_to_bytes(bpp, analysis.width * analysis.height))
+            return ratecontrol.fit_size(encode, _bits_to_bytes(bpp, analysed.width * analysed.height))
         if psnr is not None:
             if not isinstance(psnr, (int, float)) or not 0 < psnr < 100:
                 raise VaecodecError(f"psnr must be a number of dB between 0 and 100, got {psnr!r}")
-            reference = analysis.pixels.mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-            return ratecontrol.fit_psnr(self, analysis, reference, psnr)
-        return self._code(analysis, quality).to_bytes()
+            reference = analysed.pixels.mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+            return ratecontrol.fit_psnr(encode, lambda data: psnr_of(reference, self._pixels(parse(data))), psnr)
+        return encode(units)
 
     def decompress(self, data: bytes) -> Image.Image:
         """Decode .vae bytes to a PIL image of the original's mode (RGB, L, RGBA or LA).
@@ -205,13 +238,6 @@ class Codec:
             return [self.compress_tensor(item, quality) for item in x]
         return self.compress(x, quality)
 
-    def decoded_pixels(self, data: bytes) -> np.ndarray:
-        """The decoded colour of a file as HxWx3 uint8 (RGB, grayscale as three equal channels)."""
-        return self._pixels(parse(data))
-
-    def _pixels(self, file: VaeFile) -> np.ndarray:
-        return np.ascontiguousarray(self._decode(file)[0].permute(1, 2, 0).cpu().numpy())
-
     def decompress_tensor(self, data: bytes | list[bytes]) -> torch.Tensor:
         """Decode to a float tensor in [0, 1] on the codec's device: 3xHxW, or Nx3xHxW for a list.
 
@@ -223,18 +249,23 @@ class Codec:
 
     # -- coding ---------------------------------------------------------------------------------
 
-    def _level_units(self, quality: float) -> int:
-        """The rate level of a quality (x QUALITY_UNITS), exactly as the header's integer gives it."""
-        return level_units(quality, self.model.levels, self.model.config.lowest_level_hundredths)
-
-    def _level(self, quality: float) -> torch.Tensor:
-        """The model's continuous rate level for a quality."""
-        return torch.tensor([self._level_units(quality) / QUALITY_UNITS], device=self.device)
+    def _transforms_for(self, weights_id: bytes) -> _Transforms:
+        """The loaded weights, or the earlier shipped ones a file names (kept in the package)."""
+        if weights_id == self.weights_id:
+            return self._main
+        if weights_id not in self._earlier:
+            path = packaged_weights_path(weights_id)
+            if path is None:
+                raise VaecodecError(
+                    f"file was made with weights {weights_id.hex()}, but the loaded weights are "
+                    f"{self.weights_id.hex()}; decode it with the vaecodec version that wrote it"
+                )
+            self._earlier[weights_id] = _Transforms(load_weights(path), self.device, self._dtype)
+        return self._earlier[weights_id]
 
     @torch.no_grad()
-    def analyse(self, image: ImageLike) -> Analysis:
-        """The quality-independent half of encoding (transforms, hyper-latent): reuse it to try
-        several qualities, as rate control does, with :meth:`encode_analysis`."""
+    def _analyse(self, image: ImageLike) -> AnalysedImage:
+        """The quality-independent half of encoding (transforms, hyper-latent, hyper stream)."""
         prepared = prepare(image)
         x = prepared.pixels
         height, width = x.shape[-2:]
@@ -244,56 +275,33 @@ class Codec:
         stride = HyperpriorModel.STRIDE
         padded = F.pad(x[None].to(self.device), (0, -width % stride, 0, -height % stride), mode="replicate")
         with _one_cpu_thread_per_tile(self.device, width * height) as workers:
-            y = map_tiles(self._analysis, padded, Fraction(1, 16), *ANALYSIS_TILING, workers=workers)
+            y = map_tiles(self._main.analysis, padded, Fraction(1, 16), *ANALYSIS_TILING, workers=workers)
             del padded
             z = map_tiles(self.model.h_a, y, Fraction(1, 4), *HYPER_ANALYSIS_TILING, workers=workers)
             z = torch.round(z).cpu().to(torch.int64)
-        radius = self._hyper_tables.radius
-        offsets = self._z_offsets[None, :, None, None]
-        z_symbols = (z - offsets).clamp(-radius, radius)
-        hyper_stream = self._hyper_tables.encode(z_symbols.numpy(), self._hyper_table_indexes(z.shape))
-        means, log_scales = self._entropy_parameters(z_symbols + offsets)
         alpha = encode_alpha(prepared.alpha) if prepared.alpha is not None else b""
-        return Analysis(prepared.mode, width, height, y, hyper_stream, means.to(self.device), log_scales,
-                        alpha, prepared.icc_profile, x.cpu())
+        return AnalysedImage(prepared.mode, width, height, self._main.coder.prepare(y, z), alpha,
+                             prepared.icc_profile, x.cpu())
 
-    def encode_analysis(self, analysis: Analysis, quality: float = DEFAULT_QUALITY) -> bytes:
-        """The .vae bytes of an analysed image at a quality (same bytes as :meth:`compress`)."""
-        return self._code(analysis, check_quality(quality)).to_bytes()
+    def _encode(self, analysed: AnalysedImage, quality: int) -> VaeFile:
+        """The quality-dependent half of encoding: the latent stream at a header quality, and the file."""
+        latent_stream = self._main.coder.encode(analysed.latent, self._main.level_units(quality))
+        return VaeFile(analysed.mode, analysed.width, analysed.height, quality, self.weights_id,
+                       analysed.latent.hyper_stream, latent_stream, analysed.alpha_plane, analysed.icc_profile)
 
-    @torch.no_grad()
-    def _code(self, analysis: Analysis, quality: float) -> VaeFile:
-        """The quality-dependent half of encoding: gains, quantization and the latent stream."""
-        gain, _ = self.model.gains(self._level(quality))
-        symbols = torch.round(analysis.y * gain - analysis.means * gain).cpu().numpy()
-        indexes = self._entropy_parameters.indexes(analysis.log_scales, self._level_units(quality))
-        latent_stream = self._latent_tables.encode(symbols, indexes.numpy())
-        return VaeFile(analysis.mode, analysis.width, analysis.height, quality, self.weights_id,
-                       analysis.hyper_stream, latent_stream, analysis.alpha_plane, analysis.icc_profile)
-
-    def _hyper_table_indexes(self, shape: torch.Size) -> np.ndarray:
-        """Each hyper-latent element is coded under its channel's table."""
-        return np.broadcast_to(np.arange(shape[1])[None, :, None, None], tuple(shape))
+    def _pixels(self, file: VaeFile) -> np.ndarray:
+        """The decoded colour of a file as HxWx3 uint8 (RGB, grayscale as three equal channels)."""
+        return np.ascontiguousarray(self._decode(file)[0].permute(1, 2, 0).cpu().numpy())
 
     @torch.no_grad()
     def _decode(self, file: VaeFile) -> torch.Tensor:
         """The decoded colour as (1, 3, H, W) uint8 on the codec's device."""
-        if file.weights_id != self.weights_id:
-            raise VaecodecError(
-                f"file was made with weights {file.weights_id.hex()}, but the loaded weights are "
-                f"{self.weights_id.hex()}; decode it with the vaecodec version that wrote it"
-            )
+        transforms = self._transforms_for(file.weights_id)
         stride = HyperpriorModel.STRIDE
-        shape = torch.Size((1, len(self._z_offsets), -(-file.height // stride), -(-file.width // stride)))
-        z_symbols = self._hyper_tables.decode(file.hyper_stream, self._hyper_table_indexes(shape))
-        means, log_scales = self._entropy_parameters(torch.from_numpy(z_symbols) + self._z_offsets[None, :, None, None])
-        indexes = self._entropy_parameters.indexes(log_scales, self._level_units(file.quality))
-        symbols = torch.from_numpy(self._latent_tables.decode(file.latent_stream, indexes.numpy()))
-        del log_scales, indexes
-        gain, inverse_gain = self.model.gains(self._level(file.quality))
-        means = means.to(self.device)
-        y_hat = (symbols.to(self.device, torch.float32) + means * gain) * inverse_gain
-        del symbols, means
+        latent_size = (-(-file.height // stride) * 4, -(-file.width // stride) * 4)
+        y_hat = transforms.coder.decode(file.hyper_stream, file.latent_stream, latent_size,
+                                        transforms.level_units(file.quality_units), self.device)
         with _one_cpu_thread_per_tile(self.device, file.width * file.height) as workers:
-            pixels = map_tiles(self._synthesis, y_hat, Fraction(16), *SYNTHESIS_TILING, finish=_to_8_bits, workers=workers)
+            pixels = map_tiles(transforms.synthesis, y_hat, Fraction(16), *SYNTHESIS_TILING, finish=_to_8_bits,
+                               workers=workers)
         return pixels[:, :, : file.height, : file.width]

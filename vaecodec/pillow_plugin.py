@@ -50,7 +50,7 @@ class VaeDecoder(ImageFile.PyDecoder):
 
     def decode(self, buffer: object) -> tuple[int, int]:  # the data is pulled from self.fd
         assert self.fd is not None
-        from vaecodec.api import get_codec  # torch loads with the first decode, not with the plugin
+        from vaecodec.codec import get_codec  # torch loads with the first decode, not with the plugin
 
         image = get_codec().decompress(self.fd.read())
         self.set_as_raw(image.tobytes(), image.mode)

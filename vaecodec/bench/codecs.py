@@ -4,6 +4,9 @@ Every adapter keeps its library's default settings apart from the quality knob (
 count where the library has one), so a figure here is what a user of that library gets; the
 knob's meaning is recorded with the results. A codec whose library is missing raises
 ``Unavailable`` when built, and the bench skips it with a note.
+
+vaecodec also runs as variants, each a curve of its own: ``vaecodec@precision=fp32`` (the
+settings joined by ``+``), named so in the results.
 """
 
 from __future__ import annotations
@@ -106,15 +109,36 @@ def _jxl(options: BenchOptions) -> BenchCodec:
                       encode, decode)
 
 
-def _vaecodec(options: BenchOptions) -> BenchCodec:
-    import vaecodec
-    from vaecodec.api import get_codec
+VARIANT = "@"  # vaecodec@precision=fp32: a variant of vaecodec
 
-    codec = get_codec(options.weights, options.device)
-    return BenchCodec(
-        "vaecodec", "vaecodec", "quality 0-100", f"vaecodec {vaecodec.__version__}, weights {codec.weights_id.hex()}",
-        (0, 100), False, codec.compress, lambda data: np.asarray(codec.decompress(data).convert("RGB")),
-    )
+
+def _vaecodec(options: BenchOptions, settings: dict[str, str] | None = None) -> BenchCodec:
+    import vaecodec
+    from vaecodec.codec import get_codec
+
+    settings = settings or {}
+    unknown = set(settings) - {"precision"}
+    if unknown:
+        raise VaecodecError(f"unknown vaecodec setting {sorted(unknown)[0]!r} (choose from precision)")
+    codec = get_codec(options.weights, options.device, settings.get("precision", "auto"))
+    name = VARIANT.join(["vaecodec", "+".join(f"{k}={v}" for k, v in settings.items())]) if settings else "vaecodec"
+    label = f"vaecodec ({', '.join(f'{k} {v}' for k, v in settings.items())})" if settings else "vaecodec"
+    version = f"vaecodec {vaecodec.__version__}, weights {codec.weights_id.hex()}, {codec.precision}"
+    return BenchCodec(name, label, "quality 0-100", version, (0, 100), False, codec.compress,
+                      lambda data: np.asarray(codec.decompress(data).convert("RGB")))
+
+
+def base_name(name: str) -> str:
+    """The codec a name runs (``vaecodec`` for ``vaecodec@precision=fp32``)."""
+    return name.partition(VARIANT)[0]
+
+
+def _variant_settings(name: str) -> dict[str, str]:
+    text = name.partition(VARIANT)[2]
+    pairs = [item.partition("=") for item in text.split("+")] if text else []
+    if any(not key or not sep or not value for key, sep, value in pairs):
+        raise VaecodecError(f"codec {name!r}: write settings as {base_name(name)}@KEY=VALUE+KEY=VALUE")
+    return {key: value for key, _, value in pairs}
 
 
 # name -> factory, in the order codecs are listed and drawn.
@@ -136,13 +160,15 @@ CODECS: dict[str, Callable[[BenchOptions], BenchCodec]] = {
 
 def build_codecs(names: list[str], options: BenchOptions) -> tuple[list[BenchCodec], dict[str, str]]:
     """The available codecs among ``names``, and for each unavailable one the reason it is skipped."""
-    unknown = [name for name in names if name not in CODECS]
+    unknown = [name for name in names if base_name(name) not in CODECS]
     if unknown:
         raise VaecodecError(f"unknown codec {unknown[0]!r} (choose from {', '.join(CODECS)})")
     codecs, skipped = [], {}
     for name in names:
+        if VARIANT in name and base_name(name) != "vaecodec":
+            raise VaecodecError(f"codec {name!r}: only vaecodec has variants")
         try:
-            codecs.append(CODECS[name](options))
+            codecs.append(_vaecodec(options, _variant_settings(name)) if VARIANT in name else CODECS[name](options))
         except Unavailable as reason:
             skipped[name] = str(reason)
     return codecs, skipped

@@ -6,6 +6,7 @@ Figures use matplotlib's object API (``Figure``, no pyplot): no display, no glob
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ RD_PLOTS = {"psnr": ("rd_psnr.png", "PSNR (RGB) [dB]"), "ms_ssim_db": ("rd_ms_ss
 
 def _colour(codec: str) -> tuple[float, float, float]:
     names = list(CODECS)
-    return _PALETTE[names.index(codec) if codec in names else hash(codec) % len(_PALETTE)]
+    return _PALETTE[names.index(codec) if codec in names else zlib.crc32(codec.encode()) % len(_PALETTE)]
 
 
 def _label(results: dict[str, Any], codec: str) -> str:

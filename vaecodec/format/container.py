@@ -32,11 +32,11 @@ increasing table order and, within a table, in raster (channel, row, column) ord
 
 1. Hyper-latent: every element z[c, i, j] is coded as z - offset[c] under table c of the
    weights' hyper-latent tables (2**16 counts per row).
-2. Entropy parameters, in integer arithmetic only (``vaecodec.model.fixed_point``): the
-   hyper-synthesis network, with weights and activations in fixed point, maps z to a mean mu and a
-   fixed-point log-scale per latent element; the quality (x 100, the header's integer) selects
-   per-channel integer log-gains at its rate level T (below) that are
-   added to the log-scales; the latent element's table index is the smallest i with
+2. Entropy parameters, in integer arithmetic only (``vaecodec.model.fixed_point``,
+   ``vaecodec.latent.hyperprior``): the hyper-synthesis network, with weights and activations in
+   fixed point, maps z to a mean mu and a fixed-point log-scale per latent element; the quality
+   (x 100, the header's integer) selects per-channel integer log-gains at its rate level T (below)
+   that are added to the log-scales; the latent element's table index is the smallest i with
    -565 + 32 i >= log-scale (units of 1/256 natural-log; ``vaecodec.entropy.tables``), clamped
    to 0..63.
 3. Latent: every element's symbol s is coded under the weights' Gaussian table of its index
@@ -49,7 +49,8 @@ The rate level of quality Q (the header's integer) is T = L + Q * ((levels - 1) 
 in units of 1/10000 level, with L = 100 x the weights' lowest level in hundredths (their
 ``lowest_level_hundredths``, 0 when absent). The per-level log-gains (float and integer) are
 linear in T between the levels k and k+1 around it (k = clamp(T // 10000, 0, levels - 2)),
-so levels below 0 extrapolate the first two.
+so levels below 0 extrapolate the first two; the integer ones are L_k + (L_(k+1) - L_k) *
+(T - 10000 k) // 10000, rounding down. The code of this rule is ``vaecodec.model.rate_levels``.
 
 Both streams must be consumed exactly. A decoder may refuse, before decoding it, a stream whose
 length in bits plus 64 is less than half the information of its symbols at their tables' most
@@ -67,6 +68,7 @@ from dataclasses import dataclass
 from itertools import accumulate
 
 from vaecodec.errors import VaecodecError
+from vaecodec.model.rate_levels import QUALITY_STEPS
 
 MAGIC = b"VAEC"
 VERSION = 1
@@ -91,12 +93,17 @@ class VaeFile:
     mode: str
     width: int
     height: int
-    quality: float
+    quality_units: int  # the header's integer: quality x 100
     weights_id: bytes
     hyper_stream: bytes
     latent_stream: bytes
     alpha_plane: bytes = b""
     icc_profile: bytes = b""
+
+    @property
+    def quality(self) -> float:
+        """The quality, 0 to 100."""
+        return self.quality_units / 100
 
     def to_bytes(self) -> bytes:
         if self.mode not in COLOUR_MODES:
@@ -104,7 +111,7 @@ class VaeFile:
         _check_dimensions(self.width, self.height)
         _check_alpha(self.mode, self.alpha_plane)
         header = _HEADER.pack(
-            MAGIC, VERSION, COLOUR_MODES.index(self.mode), round(self.quality * 100), self.width, self.height,
+            MAGIC, VERSION, COLOUR_MODES.index(self.mode), self.quality_units, self.width, self.height,
             self.weights_id, len(self.hyper_stream), len(self.latent_stream), len(self.alpha_plane),
             len(self.icc_profile),
         )
@@ -159,10 +166,10 @@ def parse(data: bytes) -> VaeFile:
         raise FormatError("corrupt .vae file (checksum mismatch)")
     if mode >= len(COLOUR_MODES):
         raise FormatError(f"unknown colour mode {mode}")
-    if quality > 10000:
+    if quality > QUALITY_STEPS:
         raise FormatError(f"invalid quality {quality / 100}")
     _check_dimensions(width, height)
     ends = list(accumulate(lengths, initial=HEADER_SIZE))
     hyper, latent, alpha, icc = (data[start:end] for start, end in zip(ends[:-1], ends[1:]))
     _check_alpha(COLOUR_MODES[mode], alpha)
-    return VaeFile(COLOUR_MODES[mode], width, height, quality / 100, weights_id, hyper, latent, alpha, icc)
+    return VaeFile(COLOUR_MODES[mode], width, height, quality, weights_id, hyper, latent, alpha, icc)

@@ -1,9 +1,9 @@
-"""The hyper-synthesis in exact integer arithmetic: what the coder's tables are chosen from.
+"""Integer networks: the building blocks of everything that selects coding probabilities.
 
 A learned codec breaks when encoder and decoder compute its entropy parameters with a rounding
-difference (another CPU, a GPU, another thread count). So coding never uses the floating-point
-hyper-synthesis: from the integer hyper-latent, this module computes every latent element's
-mean and scale-table index with integers only.
+difference (another CPU, a GPU, another thread count). So coding never uses floating-point
+networks for them: the networks that map decoded integers to means and scale-table indexes run
+here with integers only (Ballé, Johnston, Minnen, "Integer networks for data compression", 2019).
 
 - Weights and biases are quantized from the stored half-precision values with only exact
   operations (scaling by powers of two and rounding): weights to WEIGHT_BITS fractional bits,
@@ -12,26 +12,22 @@ mean and scale-table index with integers only.
   where all integers below 2**53 are exact, so the result is exact in any summation order; it is
   rounded back to ACT_BITS (round half up) and clamped to +-ACT_LIMIT, which bounds every sum.
 - LeakyReLU multiplies negative values by LEAKY_NUMERATOR / 2**12 and rounds down.
-- The scale output s becomes a fixed-point log-scale through a table frozen in the weights file
-  (``log_scale_table``: round(256 * ln(softplus(s))) on a 1/64 grid of s in [LUT_MIN, LUT_MAX)),
-  plus the quality's integer log-gain; the scale-table index follows by integer division
-  (``vaecodec.entropy.tables.scale_index``).
+- A scale output s becomes a fixed-point log-scale through a table frozen in the weights file
+  (``build_log_scale_table``: round(256 * ln(softplus(s))) on a 1/64 grid of s in [LUT_MIN, LUT_MAX)).
 
-The float hyper-synthesis (training) and this one differ by about 2**-10 per value, far below
-anything that matters for the rate.
+The float networks (training) and these differ by about 2**-10 per value, far below anything that
+matters for the rate. Which networks use them, and how, is the latent coder's business
+(``vaecodec.latent``).
 """
 
 from __future__ import annotations
-
-from fractions import Fraction
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vaecodec.entropy.tables import LOG_UNIT, scale_index
+from vaecodec.entropy.tables import LOG_UNIT
 from vaecodec.errors import VaecodecError
-from vaecodec.model.tiling import map_tiles
 
 ACT_BITS = 10
 WEIGHT_BITS = 14
@@ -39,14 +35,24 @@ ACT_LIMIT = 1 << 22
 LEAKY_NUMERATOR = 41  # 41 / 4096 = 0.0100 (LeakyReLU's slope)
 LUT_BITS = 6  # the log-scale table samples s every 1/64
 LUT_MIN, LUT_MAX = -16, 256
-QUALITY_UNITS = 10000  # the header's quality x 100 at its maximum
-TILE, TILE_MARGIN = 32, 3  # hyper-latent pixels per tile (bounds float64 im2col memory), overlap
 
 
 def build_log_scale_table() -> torch.Tensor:
     """round(LOG_UNIT * ln(softplus(s))) on the grid s = LUT_MIN + j / 2**LUT_BITS (built at export)."""
     s = LUT_MIN + torch.arange((LUT_MAX - LUT_MIN) << LUT_BITS, dtype=torch.float64) / (1 << LUT_BITS)
     return torch.round(LOG_UNIT * torch.log(F.softplus(s))).to(torch.int32)
+
+
+def log_scales(raw_scales: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """Fixed-point log-scales (int32, units 1/LOG_UNIT) of fixed-point pre-softplus scale outputs."""
+    grid = torch.div(raw_scales, 1 << (ACT_BITS - LUT_BITS), rounding_mode="floor")
+    grid = grid.clamp_(LUT_MIN << LUT_BITS, (LUT_MAX << LUT_BITS) - 1).sub_(LUT_MIN << LUT_BITS).to(torch.int64)
+    return table[grid]
+
+
+def to_fixed(x: torch.Tensor) -> torch.Tensor:
+    """Integers (any integer dtype) as float64 activations with ACT_BITS fractional bits."""
+    return x.double().cpu() * (1 << ACT_BITS)
 
 
 def _quantize(value: torch.Tensor, bits: int) -> torch.Tensor:
@@ -58,7 +64,7 @@ def _rescale(acc: torch.Tensor) -> torch.Tensor:
     return torch.floor((acc + (1 << (WEIGHT_BITS - 1))) / (1 << WEIGHT_BITS)).clamp(-ACT_LIMIT, ACT_LIMIT)
 
 
-class _IntegerConv:
+class IntegerConv:
     """One (transposed) convolution with quantized weights, evaluated exactly in float64."""
 
     def __init__(self, layer: nn.Conv2d | nn.ConvTranspose2d) -> None:
@@ -81,62 +87,20 @@ class _IntegerConv:
         return _rescale(acc)
 
 
-def _leaky(x: torch.Tensor) -> torch.Tensor:
+def integer_leaky_relu(x: torch.Tensor) -> torch.Tensor:
     return torch.where(x < 0, torch.floor(x * LEAKY_NUMERATOR / 4096), x)
 
 
-class IntegerEntropyParameters:
-    """Means and scale-table indexes of the latent from the integer hyper-latent, exactly.
+class IntegerSequential:
+    """An ``nn.Sequential`` of convolutions and LeakyReLUs evaluated exactly (``layers``: the steps)."""
 
-    Built from a model's hyper-synthesis (``h_s``: convolutions and LeakyReLUs), its per-level
-    log-gains and the frozen log-scale table; runs on the CPU.
-    """
+    def __init__(self, network: nn.Sequential) -> None:
+        if any(not isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.LeakyReLU)) for m in network):
+            raise VaecodecError("a network has a layer without an integer version")
+        self.layers = [IntegerConv(m) if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) else integer_leaky_relu
+                       for m in network]
 
-    def __init__(self, h_s: nn.Sequential, log_gain: torch.Tensor, log_scale_table: torch.Tensor) -> None:
-        self.layers = [_IntegerConv(m) if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) else _leaky for m in h_s]
-        if any(not isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.LeakyReLU)) for m in h_s):
-            raise VaecodecError("the hyper-synthesis has a layer without an integer version")
-        # Per-level, per-channel log-gains in units of 1/LOG_UNIT (the stored values scale exactly).
-        self.log_gain = torch.round(log_gain.detach().double().cpu() * LOG_UNIT).to(torch.int64)
-        self.log_scale_table = log_scale_table.to(torch.int32).cpu()
-
-    def _network(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self.layers:
             x = layer(x)
         return x
-
-    def level_log_gain(self, level_units: int) -> torch.Tensor:
-        """(M,) integer log-gains at a rate level (x QUALITY_UNITS), linear between the levels and
-        extrapolating the first two below level 0."""
-        levels = len(self.log_gain)
-        low = min(max(level_units // QUALITY_UNITS, 0), levels - 2)
-        fraction = level_units - low * QUALITY_UNITS
-        step = self.log_gain[low + 1] - self.log_gain[low]
-        return self.log_gain[low] + torch.div(step * fraction, QUALITY_UNITS, rounding_mode="floor")
-
-    @torch.no_grad()
-    def __call__(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(float32 means, int32 fixed-point log-scales), both before gains, for an integer z (1, N, h, w)."""
-        x = map_tiles(self._network, z.double().cpu() * (1 << ACT_BITS), Fraction(4), TILE, TILE_MARGIN)
-        means, raw_scales = x.chunk(2, dim=1)
-        grid = torch.div(raw_scales, 1 << (ACT_BITS - LUT_BITS), rounding_mode="floor")
-        grid = grid.clamp_(LUT_MIN << LUT_BITS, (LUT_MAX << LUT_BITS) - 1).sub_(LUT_MIN << LUT_BITS).to(torch.int64)
-        log_scales = self.log_scale_table[grid]
-        del grid
-        return means.div(1 << ACT_BITS).float(), log_scales
-
-    def indexes(self, log_scales: torch.Tensor, level_units: int) -> torch.Tensor:
-        """Scale-table indexes of the gained scales at a rate level (x QUALITY_UNITS)."""
-        return scale_index(log_scales + self.level_log_gain(level_units)[None, :, None, None])
-
-
-def quality_units(quality: float) -> int:
-    """The header's integer quality (x 100), which is what the entropy parameters depend on."""
-    return round(quality * 100)
-
-
-def level_units(quality: float, levels: int, lowest_level_hundredths: int) -> int:
-    """The rate level (x QUALITY_UNITS) of a quality, from the header's integer: qualities 0..100
-    span the lowest level (hundredths, from the weights) to the highest, ``levels - 1``."""
-    lowest = lowest_level_hundredths * (QUALITY_UNITS // 100)
-    return lowest + quality_units(quality) * ((levels - 1) * QUALITY_UNITS - lowest) // QUALITY_UNITS

@@ -4,8 +4,8 @@ Encoder path: image -> analysis transform g_a -> latent y -> hyper-analysis h_a 
 z is coded under a learned factorized density; the hyper-synthesis h_s maps the decoded z to a
 mean mu and a scale sigma for every element of y. One set of weights covers the whole rate range:
 a continuous rate level t picks (by log-linear interpolation between the trained levels 0..levels-1,
-and extrapolation of the first two below 0) a per-channel gain g that multiplies y before
-rounding, and an inverse gain applied after; a larger gain means finer steps.
+and extrapolation of the first two below 0: ``vaecodec.model.rate_levels``) a per-channel gain g
+that multiplies y before rounding, and an inverse gain applied after; a larger gain means finer steps.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vaecodec.model.layers import GDN, FactorizedDensity, gaussian_likelihood
+from vaecodec.model.rate_levels import blend
 
 # Rate-distortion trade-offs of the rate levels (loss = bits/pixel + lambda * 255^2 * MSE),
 # the eight MSE points of CompressAI's model zoo, spanning about 0.1 to 2 bpp.
@@ -49,14 +50,6 @@ def _conv(cin: int, cout: int, kernel: int = 5, stride: int = 2) -> nn.Conv2d:
 
 def _deconv(cin: int, cout: int, kernel: int = 5, stride: int = 2) -> nn.ConvTranspose2d:
     return nn.ConvTranspose2d(cin, cout, kernel, stride=stride, padding=kernel // 2, output_padding=stride - 1)
-
-
-def _blend_rows(table: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
-    """Rows of a per-level table at continuous levels (B,): linear between neighbouring levels,
-    continuing the end segments outside 0..levels-1."""
-    low = level.floor().clamp(0, table.shape[0] - 2).long()
-    frac = (level - low)[:, None]
-    return table[low] * (1 - frac) + table[low + 1] * frac
 
 
 def ste_round(x: torch.Tensor) -> torch.Tensor:
@@ -107,7 +100,7 @@ class HyperpriorModel(nn.Module):
         """Log-linear interpolation of per-level rows at continuous levels (B,) -> (B, M, 1, 1);
         levels below 0 extrapolate the first two rows."""
         level = level.clamp(self.lowest_level, self.levels - 1)
-        return torch.exp(_blend_rows(table, level))[:, :, None, None]
+        return torch.exp(blend(table, level))[:, :, None, None]
 
     def with_rate_levels(self, lambdas: tuple[float, ...], lowest_level_hundredths: int) -> HyperpriorModel:
         """A copy of this model for other trade-offs (ascending lambdas, any count) and another
@@ -121,7 +114,7 @@ class HyperpriorModel(nn.Module):
         model = HyperpriorModel(replace(self.config, lambdas=tuple(lambdas), lowest_level_hundredths=lowest_level_hundredths))
         state = self.state_dict()
         for name in ("log_gain", "log_inverse_gain"):
-            state[name] = _blend_rows(state[name], at)
+            state[name] = blend(state[name], at)
         model.load_state_dict(state)
         return model
 

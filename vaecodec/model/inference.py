@@ -19,6 +19,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vaecodec.model.layers import GDN
+
+# Layers that stay in float32 when the transforms run in bf16.
+BF16_FULL: tuple[type, ...] = (GDN,)
+
 
 class SubPixelConv(nn.Module):
     """A strided transposed convolution as a stride-1 convolution to every output phase and a
@@ -59,12 +64,49 @@ class ChannelsLast(nn.Module):
         return self.network(x.contiguous(memory_format=torch.channels_last))
 
 
-def analysis_for_coding(g_a: nn.Sequential) -> nn.Module:
-    """The analysis transform on channels-last activations (a copy: training's layout is kept)."""
-    return ChannelsLast(copy.deepcopy(g_a)).eval()
+class InPrecision(nn.Module):
+    """Runs a layer with its weights and activations in ``dtype``; hands back float32."""
+
+    def __init__(self, layer: nn.Module, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.layer, self.dtype = layer.to(dtype), dtype
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layer(x.to(self.dtype)).float()
 
 
-def synthesis_for_coding(g_s: nn.Sequential) -> nn.Module:
-    """The synthesis transform, its last (RGB) transposed convolution as a sub-pixel convolution."""
-    *rest, last = g_s
-    return nn.Sequential(*rest, SubPixelConv(last)).eval()
+def _in_precision(layers: list[nn.Module], dtype: torch.dtype, full: tuple[type, ...], last_full: bool) -> nn.Sequential:
+    """The layers with runs of reduced-precision ones between those kept in float32 (the types in
+    ``full``, and the last layer if ``last_full``): each run converts its input once."""
+    groups: list[nn.Module] = []
+    run: list[nn.Module] = []
+    for index, layer in enumerate(layers):
+        if isinstance(layer, full) or (last_full and index == len(layers) - 1):
+            if run:
+                groups.append(InPrecision(nn.Sequential(*run), dtype))
+                run = []
+            groups.append(layer)
+        else:
+            run.append(layer)
+    if run:
+        groups.append(InPrecision(nn.Sequential(*run), dtype))
+    return nn.Sequential(*groups)
+
+
+def analysis_for_coding(g_a: nn.Sequential, dtype: torch.dtype = torch.float32) -> nn.Module:
+    """The analysis transform on channels-last activations (a copy: training's layout is kept),
+    in ``dtype``: bf16 convolutions, with GDN's normalisation kept in float32 (BF16_FULL)."""
+    network = copy.deepcopy(g_a)
+    if dtype != torch.float32:
+        network = _in_precision(list(network), dtype, BF16_FULL, last_full=False)
+    return ChannelsLast(network).eval()
+
+
+def synthesis_for_coding(g_s: nn.Sequential, dtype: torch.dtype = torch.float32) -> nn.Module:
+    """The synthesis transform, its last (RGB) transposed convolution as a sub-pixel convolution,
+    in ``dtype``: bf16 convolutions with GDN's normalisation and the last layer in float32."""
+    *rest, last = copy.deepcopy(g_s)
+    layers = [*rest, SubPixelConv(last)]
+    if dtype == torch.float32:
+        return nn.Sequential(*layers).eval()
+    return ChannelsLast(_in_precision(layers, dtype, BF16_FULL, last_full=True)).eval()

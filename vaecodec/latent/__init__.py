@@ -1,0 +1,12 @@
+"""Latent coders: what turns a model's latents into a file's streams and back, per model kind.
+
+A weights file declares its model kind; the kind picks the network class and the latent coder,
+so that a new entropy model (a context model, say) is added beside the existing ones and files of
+every shipped kind keep decoding. A coder offers, symmetrically:
+
+- ``frozen_tables(model)``: the integer tables it needs, built once at export into the weights file;
+- ``prepare(y, z)``: the quality-independent half of encoding (the hyper stream, the entropy
+  parameters of the hyper-latent), reused across qualities by rate control;
+- ``encode(prepared, level_units)``: the latent stream at an integer rate level;
+- ``decode(hyper_stream, latent_stream, latent_size, level_units, device)``: the decoded latent.
+"""

@@ -1,0 +1,155 @@
+"""The mean-scale hyperprior's latent coder: the hyper-latent z and the latent y to streams and back.
+
+It owns everything between the float transforms and the bytes, symmetrically for both directions:
+
+- the hyper stream: z, offset per channel, under the weights' frozen per-channel tables;
+- the entropy parameters, in exact integer arithmetic (``vaecodec.model.fixed_point``): from z,
+  the hyper-synthesis gives every latent element a mean and a fixed-point log-scale; the rate
+  level's integer log-gains (``vaecodec.model.rate_levels.blend_exact``) are added and the sum
+  picks a Gaussian table (``vaecodec.entropy.tables.scale_index``);
+- quantization with the float gains: the symbol is round(y * g - mu * g), the decoded latent
+  (s + mu * g) * g', g and g' the model's gains at the float level;
+- the latent stream: the symbols under their Gaussian tables.
+
+Encoding is split in two (``prepare``, then ``encode`` per quality) so that rate control reuses the
+quality-independent half.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+import torch
+
+from vaecodec.entropy.coder import CodingTables
+from vaecodec.entropy.tables import HYPER_PRECISION_BITS, LOG_UNIT, gaussian_table_counts, quantize_pmf, scale_index
+from vaecodec.model.fixed_point import ACT_BITS, IntegerSequential, build_log_scale_table, log_scales, to_fixed
+from vaecodec.model.hyperprior import HyperpriorModel
+from vaecodec.model.rate_levels import blend_exact, level_of
+from vaecodec.model.tiling import map_tiles
+
+TILE, TILE_MARGIN = 32, 3  # hyper-latent pixels per tile of the integer network (bounds its memory), overlap
+# Hyper-latent values coded per channel: integers within this many of the channel's mode.
+_MAX_TABLE_RADIUS = 255
+_TAIL_MASS = 1e-7
+
+
+class IntegerEntropyParameters(IntegerSequential):
+    """Means and scale-table indexes of the latent from the integer hyper-latent, exactly.
+
+    Built from a model's hyper-synthesis (``h_s``: convolutions and LeakyReLUs), its per-level
+    log-gains and the frozen log-scale table; runs on the CPU.
+    """
+
+    def __init__(self, h_s: torch.nn.Sequential, log_gain: torch.Tensor, log_scale_table: torch.Tensor) -> None:
+        super().__init__(h_s)
+        # Per-level, per-channel log-gains in units of 1/LOG_UNIT (the stored values scale exactly).
+        self.log_gain = torch.round(log_gain.detach().double().cpu() * LOG_UNIT).to(torch.int64)
+        self.log_scale_table = log_scale_table.to(torch.int32).cpu()
+
+    @torch.no_grad()
+    def __call__(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(float32 means, int32 fixed-point log-scales), both before gains, for an integer z (1, N, h, w)."""
+        x = map_tiles(super().__call__, to_fixed(z), Fraction(4), TILE, TILE_MARGIN)
+        means, raw_scales = x.chunk(2, dim=1)
+        return means.div(1 << ACT_BITS).float(), log_scales(raw_scales, self.log_scale_table)
+
+    def indexes(self, log_scales: torch.Tensor, level_units: int) -> torch.Tensor:
+        """Scale-table indexes of the gained scales at an integer rate level."""
+        return scale_index(log_scales + blend_exact(self.log_gain, level_units)[None, :, None, None])
+
+
+def freeze_hyper_tables(model: HyperpriorModel) -> tuple[np.ndarray, np.ndarray]:
+    """Integer coding tables of the hyper-latent from the learned density, built once at export:
+    (offsets (C,), counts (C, 2R+1)), R the smallest radius around every channel's mode that
+    leaves out less than _TAIL_MASS of its mass."""
+    grid = model.hyper_density.integer_pmf(_MAX_TABLE_RADIUS * 2).numpy()
+    modes = grid.argmax(axis=1)
+    cumulative = np.cumsum(grid, axis=1)
+    radius = 1
+    for c, mode in enumerate(modes):
+        for r in range(radius, _MAX_TABLE_RADIUS + 1):
+            low, high = max(mode - r, 0), min(mode + r, grid.shape[1] - 1)
+            inside = cumulative[c, high] - (cumulative[c, low - 1] if low > 0 else 0.0)
+            if inside >= 1 - _TAIL_MASS * cumulative[c, -1] or r == _MAX_TABLE_RADIUS:
+                radius = max(radius, r)
+                break
+    window = np.arange(-radius, radius + 1)
+    index = np.clip(modes[:, None] + window[None, :], 0, grid.shape[1] - 1)
+    pmf = np.take_along_axis(grid, index, axis=1) + 1e-12
+    offsets = (modes - _MAX_TABLE_RADIUS * 2).astype(np.int32)
+    return offsets, quantize_pmf(pmf, HYPER_PRECISION_BITS)
+
+
+@dataclass
+class PreparedLatent:
+    """The quality-independent half of encoding: the latent, the hyper stream, the entropy parameters."""
+
+    y: torch.Tensor  # the latent before gains (1, M, h, w), on the networks' device
+    hyper_stream: bytes
+    means: torch.Tensor  # latent means before gains, exact, on the networks' device
+    log_scales: torch.Tensor  # fixed-point log-scales before gains (CPU)
+
+
+class HyperpriorCoder:
+    """The latent coder of ``HyperpriorModel`` weights (kind "hyperprior"); see the module docstring."""
+
+    kind = "hyperprior"
+
+    @staticmethod
+    def frozen_tables(model: HyperpriorModel) -> dict[str, torch.Tensor]:
+        """The integer tables this coder reads from a weights file, built from the model at export."""
+        offsets, counts = freeze_hyper_tables(model)
+        return {"z_offsets": torch.from_numpy(offsets), "z_counts": torch.from_numpy(counts),
+                "latent_counts": torch.from_numpy(gaussian_table_counts()), "log_scale_table": build_log_scale_table()}
+
+    def __init__(self, model: HyperpriorModel, tables: dict[str, torch.Tensor]) -> None:
+        self.model = model
+        self.z_offsets = tables["z_offsets"].to(torch.int64)
+        self.hyper_tables = CodingTables(tables["z_counts"].numpy())
+        self.latent_tables = CodingTables(tables["latent_counts"].numpy())
+        self.entropy_parameters = IntegerEntropyParameters(model.h_s, model.log_gain, tables["log_scale_table"])
+
+    def hyper_shape(self, latent_height: int, latent_width: int) -> tuple[int, int, int, int]:
+        return 1, len(self.z_offsets), latent_height // 4, latent_width // 4
+
+    def _hyper_table_indexes(self, shape: tuple[int, ...]) -> np.ndarray:
+        """Each hyper-latent element is coded under its channel's table."""
+        return np.broadcast_to(np.arange(shape[1])[None, :, None, None], tuple(shape))
+
+    def _gains(self, level_units: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model.gains(torch.tensor([level_of(level_units)], device=device))
+
+    @torch.no_grad()
+    def prepare(self, y: torch.Tensor, z: torch.Tensor) -> PreparedLatent:
+        """The hyper stream and the entropy parameters of a latent y and its rounded hyper-latent z."""
+        radius = self.hyper_tables.radius
+        offsets = self.z_offsets[None, :, None, None]
+        z_symbols = (z.cpu().to(torch.int64) - offsets).clamp(-radius, radius)
+        hyper_stream = self.hyper_tables.encode(z_symbols.numpy(), self._hyper_table_indexes(z.shape))
+        means, log_scales = self.entropy_parameters(z_symbols + offsets)
+        return PreparedLatent(y, hyper_stream, means.to(y.device), log_scales)
+
+    @torch.no_grad()
+    def encode(self, prepared: PreparedLatent, level_units: int) -> bytes:
+        """The latent stream at an integer rate level."""
+        gain, _ = self._gains(level_units, prepared.y.device)
+        symbols = torch.round(prepared.y * gain - prepared.means * gain).cpu().numpy()
+        indexes = self.entropy_parameters.indexes(prepared.log_scales, level_units)
+        return self.latent_tables.encode(symbols, indexes.numpy())
+
+    @torch.no_grad()
+    def decode(self, hyper_stream: bytes, latent_stream: bytes, latent_size: tuple[int, int], level_units: int,
+               device: torch.device) -> torch.Tensor:
+        """The decoded latent (1, M, h, w) float32 on ``device``, from the two streams."""
+        shape = self.hyper_shape(*latent_size)
+        z_symbols = self.hyper_tables.decode(hyper_stream, self._hyper_table_indexes(shape))
+        means, log_scales = self.entropy_parameters(torch.from_numpy(z_symbols) + self.z_offsets[None, :, None, None])
+        indexes = self.entropy_parameters.indexes(log_scales, level_units)
+        symbols = torch.from_numpy(self.latent_tables.decode(latent_stream, indexes.numpy()))
+        del log_scales, indexes
+        gain, inverse_gain = self._gains(level_units, device)
+        means = means.to(device)
+        return (symbols.to(device, torch.float32) + means * gain) * inverse_gain
