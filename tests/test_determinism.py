@@ -27,9 +27,11 @@ from vaecodec.latent.hyperprior import IntegerEntropyParameters
 from vaecodec.model.fixed_point import ACT_BITS
 
 THREAD_COUNTS = (1, 2)
+# The default ("auto": bf16 where native) and fp32, the precision every machine has.
+PRECISIONS = ("auto", "fp32")
 
 # Run in a fresh process with ``threads`` torch threads: encode every PNG of a folder and decode
-# every .vae of it, writing NAME-THREADS.vae and NAME-THREADS.npy beside them.
+# every .vae of it at each precision, writing NAME-PRECISION-THREADS.vae and .npy beside them.
 WORKER = """
 import sys
 from pathlib import Path
@@ -38,11 +40,14 @@ from PIL import Image
 threads, folder = int(sys.argv[1]), Path(sys.argv[2])
 torch.set_num_threads(threads)
 import vaecodec
-for path in sorted(folder.glob("*.png")):
-    (folder / f"{path.stem}-{threads}.vae").write_bytes(vaecodec.compress(Image.open(path), quality=60))
-for path in sorted(folder.glob("*.vae")):
-    if "-" not in path.stem:
-        np.save(folder / f"{path.stem}-{threads}.npy", np.asarray(vaecodec.decompress(path.read_bytes())))
+for precision in sys.argv[3:]:
+    for path in sorted(folder.glob("*.png")):
+        data = vaecodec.compress(Image.open(path), quality=60, precision=precision)
+        (folder / f"{path.stem}-{precision}-{threads}.vae").write_bytes(data)
+    for path in sorted(folder.glob("*.vae")):
+        if "-" not in path.stem:
+            pixels = vaecodec.decompress(path.read_bytes(), precision=precision)
+            np.save(folder / f"{path.stem}-{precision}-{threads}.npy", np.asarray(pixels))
 """
 
 
@@ -55,20 +60,23 @@ def coded_with_each_thread_count(tmp_path_factory: pytest.TempPathFactory) -> Pa
         Image.fromarray(pixels).save(folder / f"{name}.png")
         (folder / f"{name}.vae").write_bytes(vaecodec.compress(pixels, quality=60))
     for threads in THREAD_COUNTS:
-        subprocess.run([sys.executable, "-c", WORKER, str(threads), str(folder)], check=True, timeout=300)
+        subprocess.run([sys.executable, "-c", WORKER, str(threads), str(folder), *PRECISIONS], check=True, timeout=300)
     return folder
 
 
+@pytest.mark.parametrize("precision", PRECISIONS)
 @pytest.mark.parametrize("name", ["photo", "odd"])
-def test_same_bytes_whatever_the_thread_count(coded_with_each_thread_count: Path, name: str) -> None:
-    files = {(coded_with_each_thread_count / f"{name}-{n}.vae").read_bytes() for n in THREAD_COUNTS}
+def test_same_bytes_whatever_the_thread_count(coded_with_each_thread_count: Path, name: str, precision: str) -> None:
+    files = {(coded_with_each_thread_count / f"{name}-{precision}-{n}.vae").read_bytes() for n in THREAD_COUNTS}
     assert len(files) == 1
-    assert files == {(coded_with_each_thread_count / f"{name}.vae").read_bytes()}  # and this process's
+    if precision == "auto":
+        assert files == {(coded_with_each_thread_count / f"{name}.vae").read_bytes()}  # and this process's
 
 
+@pytest.mark.parametrize("precision", PRECISIONS)
 @pytest.mark.parametrize("name", ["photo", "odd"])
-def test_same_pixels_whatever_the_thread_count(coded_with_each_thread_count: Path, name: str) -> None:
-    first, *others = (np.load(coded_with_each_thread_count / f"{name}-{n}.npy") for n in THREAD_COUNTS)
+def test_same_pixels_whatever_the_thread_count(coded_with_each_thread_count: Path, name: str, precision: str) -> None:
+    first, *others = (np.load(coded_with_each_thread_count / f"{name}-{precision}-{n}.npy") for n in THREAD_COUNTS)
     assert all(np.array_equal(first, other) for other in others)
 
 

@@ -13,7 +13,10 @@ from skimage import data
 
 import vaecodec
 from vaecodec.cli.main import main
+from vaecodec.model import precision as precision_module
+from vaecodec.model.grow import widen
 from vaecodec.model.hyperprior import HyperpriorModel, ModelConfig
+from vaecodec.model.precision import native_bf16
 from vaecodec.model.weights import load_weights, save_weights
 from vaecodec.train.data import split_images
 from vaecodec.train.loop import TrainSettings, learning_rate, rate_distortion_loss, sample_levels
@@ -144,3 +147,45 @@ def test_shipped_weights_are_found_and_trained() -> None:
 def test_train_refuses_a_missing_folder(tmp_path: Path, capsys) -> None:
     assert main(["train", str(tmp_path / "nothing"), "--out", str(tmp_path / "run")]) == 1
     assert "no such directory" in capsys.readouterr().err
+
+
+def test_a_run_widens_its_init_weights_keeping_what_they_compute(photo_folder: Path, tmp_path: Path) -> None:
+    first, grown = tmp_path / "first.pt", tmp_path / "grown.pt"
+    common = ["--eval-every", "0", *TINY]
+    assert main(["train", str(photo_folder), "--out", str(tmp_path / "a"), "--steps", "2", "--export", str(first), *common]) == 0
+    model = load_weights(first).model
+    wider = widen(model, 12, 20)
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        y, y_wide = model.g_a(x), wider.g_a(x)
+        assert torch.equal(y_wide[:, :12], y) and y_wide[:, 12:].abs().sum() > 0  # new channels carry new features
+        z = model.h_a(y)
+        assert torch.allclose(wider.h_a(y_wide), z, atol=1e-6)
+        (means, scales), (wide_means, wide_scales) = model.hyper_parameters(z), wider.hyper_parameters(z)
+        assert torch.allclose(wide_means[:, :12], means, atol=1e-6) and torch.allclose(wide_scales[:, :12], scales, atol=1e-6)
+        assert torch.allclose(wider.g_s(y_wide), model.g_s(y), atol=1e-5)  # the synthesis ignores the new channels
+    assert main(["train", str(photo_folder), "--out", str(tmp_path / "b"), "--init-weights", str(first), "--steps", "3",
+                 "--channels", "12", "--latent-channels", "20", "--export", str(grown), "--eval-every", "0",
+                 "--batch", "2", "--crop", "64", "--threads", "1"]) == 0
+    config = load_weights(grown).model.config
+    assert (config.channels, config.latent_channels, config.hyper) == (12, 20, 8)
+    with pytest.raises(vaecodec.VaecodecError, match="grows only"):
+        widen(model, 4, 12)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_training_runs_at_each_precision_and_logs_its_speed(photo_folder: Path, tmp_path: Path, precision: str) -> None:
+    if precision == "bf16" and not native_bf16(torch.device("cpu")):
+        pytest.skip("this CPU has no native bf16")
+    out = tmp_path / precision
+    assert main(["train", str(photo_folder), "--out", str(out), "--steps", "100", "--eval-every", "0",
+                 "--precision", precision, *TINY]) == 0
+    with open(out / "log.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows and all(float(row["crops_per_s"]) > 0 for row in rows)
+
+
+def test_bf16_training_without_native_bf16_is_refused(photo_folder: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setattr(precision_module, "native_bf16", lambda device: False)
+    assert main(["train", str(photo_folder), "--out", str(tmp_path / "run"), "--steps", "1", "--precision", "bf16", *TINY]) == 1
+    assert capsys.readouterr().err.startswith("vaecodec: error: bf16 is not native")

@@ -34,6 +34,13 @@ class ModelConfig:
     # The rate level of quality 0, in hundredths: below 0, the gains and lambdas extrapolate the
     # two lowest levels (log-linearly), reaching rates under the lowest lambda's; trained there too.
     lowest_level_hundredths: int = -150
+    # Channels of the hyper networks and the hyper-latent; 0: as many as the transforms (``channels``),
+    # which a model keeps when its transforms are widened (``vaecodec.model.grow``).
+    hyper_channels: int = 0
+
+    @property
+    def hyper(self) -> int:
+        return self.hyper_channels or self.channels
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -41,7 +48,8 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: dict) -> ModelConfig:
         return cls(int(data["channels"]), int(data["latent_channels"]), tuple(float(v) for v in data["lambdas"]),
-                   int(data.get("lowest_level_hundredths", 0)))  # weights older than the field start at 0
+                   int(data.get("lowest_level_hundredths", 0)),  # weights older than the field start at 0
+                   int(data.get("hyper_channels", 0)))
 
 
 def _conv(cin: int, cout: int, kernel: int = 5, stride: int = 2) -> nn.Conv2d:
@@ -66,7 +74,7 @@ class HyperpriorModel(nn.Module):
     def __init__(self, config: ModelConfig = ModelConfig()) -> None:
         super().__init__()
         self.config = config
-        n, m = config.channels, config.latent_channels
+        n, m, h = config.channels, config.latent_channels, config.hyper
         self.g_a = nn.Sequential(
             _conv(3, n), GDN(n), _conv(n, n), GDN(n), _conv(n, n), GDN(n), _conv(n, m)
         )
@@ -75,13 +83,13 @@ class HyperpriorModel(nn.Module):
             _deconv(n, n), GDN(n, inverse=True), _deconv(n, 3),
         )
         self.h_a = nn.Sequential(
-            _conv(m, n, 3, 1), nn.LeakyReLU(inplace=True), _conv(n, n), nn.LeakyReLU(inplace=True), _conv(n, n)
+            _conv(m, h, 3, 1), nn.LeakyReLU(inplace=True), _conv(h, h), nn.LeakyReLU(inplace=True), _conv(h, h)
         )
         self.h_s = nn.Sequential(
-            _deconv(n, m), nn.LeakyReLU(inplace=True), _deconv(m, m * 3 // 2), nn.LeakyReLU(inplace=True),
+            _deconv(h, m), nn.LeakyReLU(inplace=True), _deconv(m, m * 3 // 2), nn.LeakyReLU(inplace=True),
             _conv(m * 3 // 2, 2 * m, 3, 1),
         )
-        self.hyper_density = FactorizedDensity(n)
+        self.hyper_density = FactorizedDensity(h)
         # Step size scales as 1/sqrt(lambda) at high rate, so start the gains there.
         lambdas = torch.tensor(config.lambdas)
         log_gain = 0.5 * torch.log(lambdas / lambdas[len(lambdas) // 2])

@@ -1,4 +1,8 @@
-"""Validation: real coded bits per pixel and PSNR over a folder of photos, at a few qualities."""
+"""Validation: real coded bits per pixel and PSNR over a folder of photos, at a few qualities.
+
+Always in fp32: validation compares weights, and bf16's rounding (a few hundredths of a dB,
+``vaecodec.model.precision``) would blur differences of that size between them.
+"""
 
 from __future__ import annotations
 
@@ -36,12 +40,12 @@ def evaluate_codec(codec: Codec, paths: list[Path], qualities=EVAL_QUALITIES) ->
 def evaluate_model(model: HyperpriorModel, paths: list[Path]) -> dict[float, tuple[float, float]]:
     """Evaluate a model in training exactly as it would ship (half-precision weights, frozen tables)."""
     shipped = weights_from_bytes(serialize_weights(model))
-    return evaluate_codec(Codec(shipped, next(model.parameters()).device), paths)
+    return evaluate_codec(Codec(shipped, next(model.parameters()).device, precision="fp32"), paths)
 
 
 def validate(folder: Path, weights: Path | None = None) -> str:
     """A TRAINING.md log row: mean coded bpp / PSNR on the whole validation split of ``folder``."""
-    codec = Codec(weights)
+    codec = Codec(weights, precision="fp32")
     results = evaluate_codec(codec, split_images(folder)[1])
     meta = codec.metadata
     cells = [f"{bpp:.3f} / {value:.2f}" for bpp, value in results.values()]

@@ -25,6 +25,7 @@ import torch.distributed as dist
 
 from vaecodec.allocator import keep_freed_memory
 from vaecodec.errors import VaecodecError
+from vaecodec.model.grow import widen
 from vaecodec.model.hyperprior import HyperpriorModel, ModelConfig
 from vaecodec.model.precision import autocast, resolve_precision
 from vaecodec.model.weights import load_weights, save_weights
@@ -42,8 +43,8 @@ class TrainSettings:
     lr_final: float = 5e-5
     decay_start: float = 0.8  # fraction of the run after which the learning rate decays (cosine)
     minutes: float = 0.0  # when set, run this long instead of up to `steps`; the schedule follows time
-    channels: int = 64
-    latent_channels: int = 96
+    channels: int | None = None  # N of a new model (default 96); with init_weights, a larger N widens them
+    latent_channels: int | None = None  # M of a new model (default 144); with init_weights, a larger M widens them
     lambdas: tuple[float, ...] | None = None  # when set, the rate levels' trade-offs (ascending)
     lowest_level: float | None = None  # when set, the rate level of quality 0
     level_tilt: float = 0.0  # 0 draws rate levels uniformly; up to 1 favours the top (see sample_levels)
@@ -137,7 +138,7 @@ def train(settings: TrainSettings, log=print) -> HyperpriorModel:
     out.mkdir(parents=True, exist_ok=True)
     checkpoint_path = out / "checkpoint.pt"
 
-    model = HyperpriorModel(ModelConfig(settings.channels, settings.latent_channels))
+    model = HyperpriorModel(ModelConfig(settings.channels or 96, settings.latent_channels or 144))
     optimizer_state = None  # Adam starts afresh unless the run resumes
     step, elapsed = 0, 0.0
     schedule_start = 0  # the step a --steps schedule runs from: 0, or where --init-weights left off
@@ -157,6 +158,11 @@ def train(settings: TrainSettings, log=print) -> HyperpriorModel:
         step = schedule_start = int(shipped.metadata.get("steps", 0))
         elapsed = float(shipped.metadata.get("hours", 0.0)) * 3600
         log(f"initialised from {settings.init_weights} (step {step})")
+        channels = settings.channels or model.config.channels
+        latent_channels = settings.latent_channels or model.config.latent_channels
+        if (channels, latent_channels) != (model.config.channels, model.config.latent_channels):
+            model = widen(model, channels, latent_channels, seed=settings.seed).train()
+            log(f"widened to {channels} transform channels, {latent_channels} latent channels")
     if settings.lambdas is not None or settings.lowest_level is not None:
         if resumed:
             raise VaecodecError("--lambdas and --lowest-level start a new run; a resumed run keeps its own")
