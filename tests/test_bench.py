@@ -20,7 +20,7 @@ from vaecodec.bench import codecs as bench_codecs
 from vaecodec.bench import dataset
 from vaecodec.bench.bdrate import BdRateError, bd_rate
 from vaecodec.bench.codecs import BenchOptions, Unavailable, build_codecs
-from vaecodec.bench.command import parse_qualities
+from vaecodec.cli.bench import parse_qualities
 from vaecodec.bench.metrics import MS_SSIM_WEIGHTS, ms_ssim, ms_ssim_db, psnr, ssim
 from vaecodec.bench.report import write_report
 from vaecodec.bench.run import BenchConfig, Plan, VisualSettings, new_results, run, save_results

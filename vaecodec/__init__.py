@@ -21,14 +21,17 @@ from vaecodec.errors import VaecodecError
 if TYPE_CHECKING:
     from vaecodec.api import compress, decompress
     from vaecodec.codec import Codec
+    from vaecodec.generative import interpolate, sample
+    from vaecodec.inspection import inspect
 
 pillow_plugin.register()
 
 __version__ = "0.1.0"
-__all__ = ["Codec", "VaecodecError", "compress", "decompress", "__version__"]
+__all__ = ["Codec", "VaecodecError", "compress", "decompress", "inspect", "interpolate", "sample", "__version__"]
 
 
-_LAZY = {"compress": "vaecodec.api", "decompress": "vaecodec.api", "Codec": "vaecodec.codec"}
+_LAZY = {"compress": "vaecodec.api", "decompress": "vaecodec.api", "Codec": "vaecodec.codec",
+         "inspect": "vaecodec.inspection", "sample": "vaecodec.generative", "interpolate": "vaecodec.generative"}
 
 
 def __getattr__(name: str) -> object:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from PIL import Image
 
 from vaecodec.codec import get_codec
+from vaecodec.effort import DEFAULT_EFFORT
 from vaecodec.imageio import ImageLike
 
 
@@ -16,15 +17,17 @@ def compress(
     bpp: float | None = None,
     psnr: float | None = None,
     precision: str = "auto",
+    effort: int = DEFAULT_EFFORT,
 ) -> bytes:
     """Compress a PIL image, a uint8 array or a CxHxW float tensor in [0, 1] to .vae bytes.
 
     ``quality`` runs from 0 to 100 like JPEG's (default 75): higher gives larger files and better
     images. Instead, ``size`` (bytes), ``bpp`` or ``psnr`` (dB) pick the quality that meets them:
     the largest file within the size, or the smallest that reaches the PSNR. ``precision`` of the
-    transforms: "auto" (bf16 where the CPU runs it natively), "fp32" or "bf16".
+    transforms: "auto" (bf16 where the CPU runs it natively), "fp32" or "bf16". ``effort`` (1-9,
+    default 1): higher spends encode time for a smaller file at the same quality (``vaecodec.effort``).
     """
-    return get_codec(precision=precision).compress(image, quality, size=size, bpp=bpp, psnr=psnr)
+    return get_codec(precision=precision).compress(image, quality, size=size, bpp=bpp, psnr=psnr, effort=effort)
 
 
 def decompress(data: bytes, *, precision: str = "auto") -> Image.Image:

@@ -10,7 +10,7 @@ use it.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
@@ -23,15 +23,17 @@ from PIL import Image
 
 from vaecodec import ratecontrol
 from vaecodec.allocator import keep_freed_memory
+from vaecodec.effort import DEFAULT_EFFORT, Schedule, schedule, size_problem
 from vaecodec.errors import VaecodecError
 from vaecodec.format.container import DEFAULT_QUALITY, VaeFile, dimension_problem, parse
 from vaecodec.imageio import ImageLike, decode_alpha, encode_alpha, prepare
 from vaecodec.latent.hyperprior import PreparedLatent
+from vaecodec.latent import sga
 from vaecodec.metrics import psnr as psnr_of
 from vaecodec.model.hyperprior import HyperpriorModel
 from vaecodec.model.inference import analysis_for_coding, synthesis_for_coding
 from vaecodec.model.precision import resolve_precision
-from vaecodec.model.rate_levels import level_units, quality_units
+from vaecodec.model.rate_levels import level_of, level_units, quality_units
 from vaecodec.model.tiling import map_tiles
 from vaecodec.model.weights import TrainedModel, load_weights, packaged_weights_path
 
@@ -73,6 +75,12 @@ def _one_cpu_thread_per_tile(device: torch.device, pixels: int) -> Iterator[int]
         yield threads if pixels <= PARALLEL_MAX_PIXELS else 1
     finally:
         torch.set_num_threads(threads)
+
+
+def latent_size(width: int, height: int) -> tuple[int, int]:
+    """(rows, columns) of the latent of a width x height image: 1/16 of it, padded to multiples of 64."""
+    stride = HyperpriorModel.STRIDE
+    return -(-height // stride) * 4, -(-width // stride) * 4
 
 
 def _to_8_bits(x: torch.Tensor) -> torch.Tensor:
@@ -185,6 +193,8 @@ class Codec:
         size: int | None = None,
         bpp: float | None = None,
         psnr: float | None = None,
+        effort: int = DEFAULT_EFFORT,
+        progress: sga.Progress | None = None,
     ) -> bytes:
         """Encode a PIL image, a uint8 array (HxW, HxWx3, HxWx4) or a CxHxW float tensor in [0, 1].
 
@@ -192,29 +202,43 @@ class Codec:
         (the highest quality that fits); ``bpp``, the same as a size in bits per pixel; ``psnr``,
         the lowest quality whose decoded image reaches this many dB. See ``vaecodec.imageio`` for
         what is kept of each image mode (alpha, ICC profiles, ...).
+
+        ``effort`` (1-9, default 1) spends encode time for a smaller file at the same quality: above 1
+        the latent is optimised for this image (``vaecodec.effort``); the file decodes as any other.
+        With a target, the quality is searched plainly and then refined (``vaecodec.ratecontrol``).
+        ``progress``, if given, is called with (steps done, steps) after each optimisation step.
         """
         targets = {"quality": quality, "size": size, "bpp": bpp, "psnr": psnr}
         given = [name for name, value in targets.items() if value is not None]
         if len(given) > 1:
             raise VaecodecError(f"give one of quality, size, bpp and psnr, not {' and '.join(given)}")
         units = quality_units(DEFAULT_QUALITY if quality is None else quality)
+        optimisation = schedule(effort)
         analysed = self._analyse(image)
+        problem = size_problem(effort, analysed.width, analysed.height)
+        if problem is not None:
+            raise VaecodecError(problem)
 
         def encode(units: int) -> bytes:
             return self._encode(analysed, units).to_bytes()
 
+        def refine(units: int) -> bytes:
+            return self._encode(self._refined(analysed, units, optimisation, progress), units).to_bytes()
+
+        refined = refine if optimisation.steps else None
+
         if size is not None:
             if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
                 raise VaecodecError(f"size must be a positive number of bytes, got {size!r}")
-            return ratecontrol.fit_size(encode, size)
+            return ratecontrol.fit_size(encode, size, refined)
         if bpp is not None:
-            return ratecontrol.fit_size(encode, _bits_to_bytes(bpp, analysed.width * analysed.height))
+            return ratecontrol.fit_size(encode, _bits_to_bytes(bpp, analysed.width * analysed.height), refined)
         if psnr is not None:
             if not isinstance(psnr, (int, float)) or not 0 < psnr < 100:
                 raise VaecodecError(f"psnr must be a number of dB between 0 and 100, got {psnr!r}")
             reference = analysed.pixels.mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-            return ratecontrol.fit_psnr(encode, lambda data: psnr_of(reference, self._pixels(parse(data))), psnr)
-        return encode(units)
+            return ratecontrol.fit_psnr(encode, lambda data: psnr_of(reference, self._pixels(parse(data))), psnr, refined)
+        return (refined or encode)(units)
 
     def decompress(self, data: bytes) -> Image.Image:
         """Decode .vae bytes to a PIL image of the original's mode (RGB, L, RGBA or LA).
@@ -232,11 +256,12 @@ class Codec:
             image.info["icc_profile"] = file.icc_profile
         return image
 
-    def compress_tensor(self, x: torch.Tensor, quality: float = DEFAULT_QUALITY) -> bytes | list[bytes]:
+    def compress_tensor(self, x: torch.Tensor, quality: float = DEFAULT_QUALITY,
+                        effort: int = DEFAULT_EFFORT) -> bytes | list[bytes]:
         """Encode a CxHxW tensor (one file) or an NxCxHxW batch (a list of files); C is 1 or 3."""
         if x.dim() == 4:
-            return [self.compress_tensor(item, quality) for item in x]
-        return self.compress(x, quality)
+            return [self.compress_tensor(item, quality, effort) for item in x]
+        return self.compress(x, quality, effort=effort)
 
     def decompress_tensor(self, data: bytes | list[bytes]) -> torch.Tensor:
         """Decode to a float tensor in [0, 1] on the codec's device: 3xHxW, or Nx3xHxW for a list.
@@ -283,6 +308,20 @@ class Codec:
         return AnalysedImage(prepared.mode, width, height, self._main.coder.prepare(y, z), alpha,
                              prepared.icc_profile, x.cpu())
 
+    def _refined(self, analysed: AnalysedImage, quality: int, optimisation: Schedule,
+                 progress: sga.Progress | None) -> AnalysedImage:
+        """The image with its latent's symbols at a header quality chosen by SGA (``vaecodec.latent.sga``),
+        for this image's rate + lambda * distortion at that quality."""
+        units = self._main.level_units(quality)
+        coder = self._main.coder
+        gained = coder.gained(analysed.latent, units)
+        lam = float(self.model.lambdas_at(torch.tensor([level_of(units)], device=self.device)))
+        synthesis = sga.Synthesis(self._main.synthesis, *SYNTHESIS_TILING, scale=16)
+        with _one_cpu_thread_per_tile(self.device, analysed.width * analysed.height) as workers:
+            symbols = sga.refine(synthesis, analysed.pixels[None].to(self.device), gained, lam, optimisation, workers,
+                                 progress)
+        return replace(analysed, latent=coder.with_symbols(analysed.latent, gained, symbols))
+
     def _encode(self, analysed: AnalysedImage, quality: int) -> VaeFile:
         """The quality-dependent half of encoding: the latent stream at a header quality, and the file."""
         latent_stream = self._main.coder.encode(analysed.latent, self._main.level_units(quality))
@@ -296,12 +335,34 @@ class Codec:
     @torch.no_grad()
     def _decode(self, file: VaeFile) -> torch.Tensor:
         """The decoded colour as (1, 3, H, W) uint8 on the codec's device."""
+        return self._synthesise(self._decoded_latent(file), file.width, file.height, file.weights_id)
+
+    def _decoded_latent(self, file: VaeFile) -> torch.Tensor:
+        """A file's decoded latent y_hat (1, M, h, w) on the codec's device, which ``_synthesise``
+        turns into its pixels (``vaecodec.generative`` blends two files' latents in between)."""
         transforms = self._transforms_for(file.weights_id)
-        stride = HyperpriorModel.STRIDE
-        latent_size = (-(-file.height // stride) * 4, -(-file.width // stride) * 4)
-        y_hat = transforms.coder.decode(file.hyper_stream, file.latent_stream, latent_size,
-                                        transforms.level_units(file.quality_units), self.device)
-        with _one_cpu_thread_per_tile(self.device, file.width * file.height) as workers:
+        return transforms.coder.decode(file.hyper_stream, file.latent_stream, latent_size(file.width, file.height),
+                                       transforms.level_units(file.quality_units), self.device)
+
+    def _symbol_information(self, file: VaeFile) -> dict[str, np.ndarray]:
+        """A file's symbols with the bits each cost, from the tables it was coded with (the latent
+        coder's ``symbol_information``; ``vaecodec.inspection`` draws them)."""
+        transforms = self._transforms_for(file.weights_id)
+        return transforms.coder.symbol_information(file.hyper_stream, file.latent_stream,
+                                                   latent_size(file.width, file.height),
+                                                   transforms.level_units(file.quality_units))
+
+    def _sampled_latent(self, width: int, height: int, quality: int, rng: np.random.Generator) -> torch.Tensor:
+        """A latent for a width x height image drawn from the loaded weights' prior at a header
+        quality (the latent coder's ``sample``; ``vaecodec.generative``)."""
+        return self._main.coder.sample(latent_size(width, height), self._main.level_units(quality), rng, self.device)
+
+    @torch.no_grad()
+    def _synthesise(self, y_hat: torch.Tensor, width: int, height: int, weights_id: bytes | None = None) -> torch.Tensor:
+        """The colour (1, 3, height, width) uint8 of a latent, by the synthesis transform of the
+        weights ``weights_id`` (default: the loaded ones), exactly as a file decodes."""
+        transforms = self._transforms_for(weights_id or self.weights_id)
+        with _one_cpu_thread_per_tile(self.device, width * height) as workers:
             pixels = map_tiles(transforms.synthesis, y_hat, Fraction(16), *SYNTHESIS_TILING, finish=_to_8_bits,
                                workers=workers)
-        return pixels[:, :, : file.height, : file.width]
+        return pixels[:, :, :height, :width]

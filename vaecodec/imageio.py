@@ -9,6 +9,9 @@ What is kept of each kind of input:
 - 16-bit images (Pillow modes I;16*, I, and uint16 arrays) are reduced to 8 bits: v / 257, rounded;
   32-bit float images (mode F) are taken as 0..255 and clipped.
 - The ICC colour profile of RGB and grayscale images is carried through byte for byte.
+- Of a file with several frames (an animation, a multi-page TIFF), the first is read;
+  ``read_first_frame`` also counts them, for the command line's warning. A PIL image handed to
+  ``prepare`` is coded at the frame it is on, as Pillow saves to single-image formats.
 """
 
 from __future__ import annotations
@@ -30,6 +33,11 @@ from vaecodec.format.container import dimension_problem
 ImageLike = Union[Image.Image, np.ndarray, torch.Tensor]
 
 _WIDE_GRAY_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I", "F"}
+
+# Formats whose further frames are no further pictures, so reading the first drops nothing: an MPO
+# (as Pillow opens many cameras' JPEGs) adds previews or depth maps of its first image, and a PSD
+# the layers of the composite image that Pillow reads first.
+_COMPANION_FRAMES = frozenset({"MPO", "PSD"})
 
 
 @dataclass
@@ -124,15 +132,22 @@ def decode_alpha(data: bytes, width: int, height: int) -> Image.Image:
 
 def read_image(path: Path | BinaryIO) -> Image.Image:
     """Open an image file with its EXIF orientation applied; sizes vaecodec cannot code are
-    refused from the header, before the pixels are decoded."""
-    name = path if isinstance(path, (str, Path)) else "-"
+    refused from the header, before the pixels are decoded. Of several frames, the first."""
+    return read_first_frame(path)[0]
+
+
+def read_first_frame(path: Path | BinaryIO) -> tuple[Image.Image, int]:
+    """``read_image``, and how many frames the file holds: more than 1 for an animated GIF, PNG
+    or WebP and a multi-page TIFF, whose later frames are left out, so that callers can say so."""
+    name = path if isinstance(path, (str, Path)) else getattr(path, "name", "-")  # a stream may carry a name
     try:
         with _own_pixel_limit(), Image.open(path) as im:
             problem = dimension_problem(*im.size)
             if problem is not None:
                 raise VaecodecError(f"{name}: {problem}")
+            frames = 1 if im.format in _COMPANION_FRAMES else getattr(im, "n_frames", 1)
             im.load()
-            return ImageOps.exif_transpose(im)
+            return ImageOps.exif_transpose(im), frames
     except VaecodecError:
         raise
     except FileNotFoundError:

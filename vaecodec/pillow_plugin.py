@@ -3,7 +3,7 @@
 After the import, ``Image.open("x.vae")`` reads the header at once (size; the original's mode,
 RGB, L, RGBA or LA; its ICC profile in ``info``) and runs the networks only when the pixels are
 needed, like any lazy Pillow format; ``im.save("x.vae", quality=60)`` writes exactly
-``vaecodec.compress(im, 60)`` (``size=``, ``bpp=`` and ``psnr=`` targets work too). Both use the shared CPU codec of ``vaecodec.api``. A damaged .vae
+``vaecodec.compress(im, 60)`` (``size=``, ``bpp=`` and ``psnr=`` targets and ``effort=`` work too). Both use the shared CPU codec of ``vaecodec.api``. A damaged .vae
 file raises ``VaecodecError`` (a ``ValueError``) from ``Image.open`` with the reason, rather than
 Pillow's vaguer "cannot identify image file".
 """
@@ -58,11 +58,14 @@ class VaeDecoder(ImageFile.PyDecoder):
 
 
 def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
-    """Pillow's save hook: ``quality`` (0-100, default 75), or a ``size``, ``bpp`` or ``psnr`` target."""
+    """Pillow's save hook: ``quality`` (0-100, default 75), or a ``size``, ``bpp`` or ``psnr`` target;
+    ``effort`` (1-9, default 1)."""
     from vaecodec.api import compress  # torch loads with the first save, not with the plugin
+    from vaecodec.effort import DEFAULT_EFFORT
 
     options = im.encoderinfo
-    fp.write(compress(im, options.get("quality"), size=options.get("size"), bpp=options.get("bpp"), psnr=options.get("psnr")))
+    fp.write(compress(im, options.get("quality"), size=options.get("size"), bpp=options.get("bpp"), psnr=options.get("psnr"),
+                      effort=options.get("effort", DEFAULT_EFFORT)))
 
 
 def register() -> None:

@@ -5,8 +5,8 @@ count where the library has one), so a figure here is what a user of that librar
 knob's meaning is recorded with the results. A codec whose library is missing raises
 ``Unavailable`` when built, and the bench skips it with a note.
 
-vaecodec also runs as variants, each a curve of its own: ``vaecodec@precision=fp32`` (the
-settings joined by ``+``), named so in the results.
+vaecodec also runs as variants, each a curve of its own: ``vaecodec@precision=fp32``,
+``vaecodec@effort=9`` (the settings joined by ``+``), named so in the results.
 """
 
 from __future__ import annotations
@@ -116,15 +116,20 @@ def _vaecodec(options: BenchOptions, settings: dict[str, str] | None = None) -> 
     import vaecodec
     from vaecodec.codec import get_codec
 
+    from vaecodec.effort import DEFAULT_EFFORT, check_effort
+
     settings = settings or {}
-    unknown = set(settings) - {"precision"}
+    unknown = set(settings) - {"precision", "effort"}
     if unknown:
-        raise VaecodecError(f"unknown vaecodec setting {sorted(unknown)[0]!r} (choose from precision)")
+        raise VaecodecError(f"unknown vaecodec setting {sorted(unknown)[0]!r} (choose from precision, effort)")
     codec = get_codec(options.weights, options.device, settings.get("precision", "auto"))
+    text = settings.get("effort", str(DEFAULT_EFFORT))
+    effort = check_effort(int(text) if text.isdigit() else text)
     name = VARIANT.join(["vaecodec", "+".join(f"{k}={v}" for k, v in settings.items())]) if settings else "vaecodec"
     label = f"vaecodec ({', '.join(f'{k} {v}' for k, v in settings.items())})" if settings else "vaecodec"
     version = f"vaecodec {vaecodec.__version__}, weights {codec.weights_id.hex()}, {codec.precision}"
-    return BenchCodec(name, label, "quality 0-100", version, (0, 100), False, codec.compress,
+    return BenchCodec(name, label, "quality 0-100", version, (0, 100), False,
+                      lambda pixels, quality: codec.compress(pixels, quality, effort=effort),
                       lambda data: np.asarray(codec.decompress(data).convert("RGB")))
 
 

@@ -14,10 +14,10 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from vaecodec.bench.codecs import CODECS
+from vaecodec.bench.codecs import CODECS, base_name
 from vaecodec.bench.metrics import MS_SSIM_WEIGHTS, ms_ssim_db
 from vaecodec.bench.summary import BD_METRICS
-from vaecodec.cli.main import write_output
+from vaecodec.files import write_output
 
 _PALETTE = colormaps["tab10"].colors
 _ANCHOR_COLOURS = ("#555555", "#8c564b", "#e377c2", "#bcbd22", "#17becf", "#7f7f7f")
@@ -156,6 +156,30 @@ def _bd_section(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _variant_section(results: dict[str, Any]) -> list[str]:
+    """Each variant (``vaecodec@effort=9``) against its base codec: BD-rates and encode time."""
+    variants = results["bd_rate"].get("variants", {})
+    if not variants:
+        return []
+    rows = []
+    for codec, entry in variants.items():
+        base = base_name(codec)
+        encode, base_encode = (_speeds(results["summary"][name], "encode_s")[0] for name in (codec, base))
+        cells = [cell for metric in BD_METRICS for cell in _bd_cells(entry, metric)[0][:2]]
+        rows.append([_label(results, codec), _label(results, base), *cells, f"{encode:.0f}",
+                     f"{encode / base_encode:.1f}×"])
+    header = ["variant", "against"]
+    for name in BD_METRICS.values():
+        header += [f"{name} VCEG-M33", f"{name} PCHIP"]
+    header += ["encode ms", "encode time ×"]
+    return [
+        "## Variants against their base codec", "",
+        "BD-rate of each variant against the same codec at its default settings, measured in this run on the "
+        "same images; encode time: the mean over images and qualities, and its ratio to the base codec's.", "",
+        *_table(header, rows),
+    ]
+
+
 def _measured_section(results: dict[str, Any]) -> list[str]:
     lines = ["## Measured averages", "", "Means over the images; per-image figures are in `results.csv` and `results.json`.", ""]
     for codec, rows in results["summary"].items():
@@ -259,7 +283,7 @@ def markdown(results: dict[str, Any]) -> str:
     lines += ["## Rate–distortion", ""]
     lines += [f"![bpp against {label}]({name})" for name, label in RD_PLOTS.values()]
     lines += ["", "Solid: measured here. Dashed: published figures, not measured here (see the last sections).", ""]
-    for section in (_bd_section, _speed_section, _visual_section, _measured_section, _anchor_section,
+    for section in (_bd_section, _variant_section, _speed_section, _visual_section, _measured_section, _anchor_section,
                     _method_section, _environment_section):
         lines += section(results)
     return "\n".join(lines).rstrip() + "\n"

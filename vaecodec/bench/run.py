@@ -33,7 +33,7 @@ from vaecodec.bench.codecs import BenchCodec
 from vaecodec.bench.dataset import is_kodak
 from vaecodec.bench.metrics import ms_ssim, psnr, ssim
 from vaecodec.bench.summary import bd_rates, rounded, summarize
-from vaecodec.cli.main import write_output
+from vaecodec.files import write_output
 from vaecodec.errors import VaecodecError
 from vaecodec.imageio import read_image
 

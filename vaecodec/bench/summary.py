@@ -1,4 +1,5 @@
-"""What the per-image records add up to: one averaged curve per codec, and BD-rates against JPEG."""
+"""What the per-image records add up to: one averaged curve per codec, and BD-rates against JPEG
+(and of each variant, such as ``vaecodec@effort=9``, against its base codec)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from statistics import fmean
 from typing import Any
 
 from vaecodec.bench.bdrate import BdRateError, bd_rate
+from vaecodec.bench.codecs import base_name
 from vaecodec.bench.metrics import ms_ssim_db
 
 REFERENCE = "jpeg"
@@ -65,12 +67,17 @@ def _against_reference(reference: list[dict[str, Any]], test: Any) -> dict[str, 
 
 
 def bd_rates(summary: dict[str, list[dict[str, Any]]], anchors: list[dict[str, Any]]) -> dict[str, Any]:
-    """BD-rates of every measured codec and every published anchor against the measured JPEG."""
+    """BD-rates of every measured codec and every published anchor against the measured JPEG, and
+    of every variant against its base codec when that was measured too ("variants")."""
+    variants = {codec: _against_reference(summary[base_name(codec)], rows) for codec, rows in summary.items()
+                if codec != base_name(codec) and base_name(codec) in summary}
     if REFERENCE not in summary:
-        return {"reference": REFERENCE, "error": "JPEG was not measured", "measured": {}, "anchors": {}}
+        return {"reference": REFERENCE, "error": "JPEG was not measured", "measured": {}, "anchors": {},
+                "variants": variants}
     reference = summary[REFERENCE]
     return {
         "reference": REFERENCE,
         "measured": {codec: _against_reference(reference, rows) for codec, rows in summary.items() if codec != REFERENCE},
         "anchors": {anchor["name"]: _against_reference(reference, anchor) for anchor in anchors},
+        "variants": variants,
     }

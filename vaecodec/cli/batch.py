@@ -29,14 +29,14 @@ import shutil
 import signal
 import sys
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator, Sequence, TextIO
 
 import torch
 from PIL import Image
 
-from vaecodec.cli.main import PROG
+from vaecodec.cli import PROG
 from vaecodec.errors import VaecodecError
 
 _GLOB_CHARACTERS = "*?["
@@ -53,12 +53,15 @@ class Job:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What one job moved, for the summary line: bytes read and written, pixels, .vae bytes."""
+    """What one job moved, for the summary line: bytes read and written, pixels, .vae bytes; and
+    what the user should know of it (printed by ``run`` as ``vaecodec: warning: ...``)."""
 
     read: int
     written: int
     pixels: int
     coded: int
+    warnings: tuple[str, ...] = ()
+    data: bytes = b""  # the coded file, for a ``deliver`` hook of ``run`` (the shards' writer)
 
 
 def image_suffixes() -> frozenset[str]:
@@ -141,13 +144,15 @@ def _output_for(source: str, base: Path, suffix: str, out_dir: str | None) -> st
 
 
 def run(jobs: Sequence[Job], work: Callable[[Job], Outcome], *, processes: int = 1,
-        setup: Callable[[], object] | None = None) -> int:
+        setup: Callable[[], object] | None = None, deliver: Callable[[Job, Outcome], None] | None = None) -> int:
     """Do every job; report each failure on its own line and go on. Exit status 1 if any failed.
 
     A single job reports errors exactly as they are; in a batch each names its input. With
     ``processes`` > 1 (and as many jobs), that many worker processes each run ``setup`` once and
     then ``work`` on one job at a time; ``work`` and ``setup`` must then pickle (module-level
     functions or partials of them). Failures are reported as the jobs finish, in any order.
+    ``deliver``, if given, gets each successful job's outcome here, as it finishes (its ``data`` is
+    then dropped); what it raises ends the run.
     """
     stream = sys.stderr
     batch = len(jobs) > 1
@@ -157,6 +162,12 @@ def run(jobs: Sequence[Job], work: Callable[[Job], Outcome], *, processes: int =
     results = _in_pool(jobs, work, workers, setup, show) if workers > 1 else _in_turn(jobs, work, show)
     outcomes: list[Outcome] = []
     failed = 0
+
+    def say(kind: str, text: str) -> None:
+        if progress is not None:
+            progress.clear()
+        print(f"{PROG}: {kind}: {text}", file=stream, flush=True)
+
     try:
         for job, result in results:
             try:
@@ -164,11 +175,13 @@ def run(jobs: Sequence[Job], work: Callable[[Job], Outcome], *, processes: int =
             except (VaecodecError, OSError) as exc:
                 failed += 1
                 text = str(exc)
-                if batch and not text.startswith(job.source):
-                    text = f"{job.source}: {text}"
-                if progress is not None:
-                    progress.clear()
-                print(f"{PROG}: error: {text}", file=stream, flush=True)
+                say("error", text if not batch or text.startswith(job.source) else f"{job.source}: {text}")
+                continue
+            for warning in outcomes[-1].warnings:
+                say("warning", warning)
+            if deliver is not None:
+                deliver(job, outcomes[-1])
+                outcomes[-1] = replace(outcomes[-1], data=b"")  # a batch's files need not stay in memory
     finally:
         results.close()  # on Ctrl-C or a crash: the pool is shut down after the files in progress
         if progress is not None:

@@ -7,24 +7,22 @@ to a temporary file and renamed, so a failure never leaves a half-written file b
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import io
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from vaecodec.errors import VaecodecError
+from vaecodec.cli import PROG
+from vaecodec.errors import UsageError, VaecodecError
+from vaecodec.files import refuse_existing, write_output
 
 if TYPE_CHECKING:
     from vaecodec.cli.batch import Job, Outcome
 
-PROG = "vaecodec"
-
-
-class UsageError(VaecodecError):
-    """Arguments that do not parse (exit status 2, as argparse's own)."""
+_EXAMPLE = f"example: {PROG} encode photo.png -q 60 (writes photo.vae)"  # in --help and the bare command's usage
 
 
 class _Parser(argparse.ArgumentParser):
@@ -83,44 +81,6 @@ def _positive(name: str):
     return parse
 
 
-def refuse_existing(path: str, force: bool) -> None:
-    """Fail before any work if ``path`` exists and may not be overwritten."""
-    if path == "-":
-        return
-    if Path(path).is_dir():
-        raise VaecodecError(f"{path} is a directory")
-    if Path(path).exists() and not force:
-        raise VaecodecError(f"{path} exists (use -f to overwrite)")
-
-
-def write_output(path: str, data: bytes, force: bool) -> None:
-    """Write ``data`` to ``path`` (``-`` is stdout) atomically; refuse to overwrite without force."""
-    if path == "-":
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
-        return
-    refuse_existing(path, force)
-    target = Path(path)
-    directory = target.parent if str(target.parent) else Path(".")
-    if not directory.is_dir():
-        raise VaecodecError(f"{directory}: no such directory")
-    handle, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=directory)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes private files; outputs get the usual mode
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _read_input(path: str) -> bytes:
     if path == "-":
         return sys.stdin.buffer.read()
@@ -133,9 +93,9 @@ def _read_input(path: str) -> bytes:
 
 
 def _codec(args: argparse.Namespace):
-    from vaecodec.api import get_codec
+    from vaecodec.codec import get_codec
 
-    return get_codec(args.weights, args.device)
+    return get_codec(args.weights, args.device, args.precision)
 
 
 def _write_job_output(path: str, data: bytes, args: argparse.Namespace) -> None:
@@ -148,6 +108,11 @@ def _write_job_output(path: str, data: bytes, args: argparse.Namespace) -> None:
 def cmd_encode(args: argparse.Namespace) -> int:
     from vaecodec.cli.batch import image_suffixes, plan, run
 
+    if args.shards is not None:  # WebDataset shards instead of files
+        from vaecodec.cli.shards import encode_shards
+
+        return encode_shards(args, functools.partial(compress_job, args), processes=_processes(args),
+                             setup=functools.partial(_codec, args))
     jobs = plan(args.inputs, suffixes=image_suffixes(), kind="image", recursive=args.recursive,
                 output_suffix=".vae", output=args.output, out_dir=args.out_dir)
     _codec(args)  # a bad --weights or --device is one error before any file
@@ -157,18 +122,30 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
 def _encode(args: argparse.Namespace, job: Job) -> Outcome:
     """One file of ``vaecodec encode`` (in a worker process with -j)."""
-    from vaecodec.cli.batch import Outcome
-    from vaecodec.imageio import read_image
-
     refuse_existing(job.output, args.force)
+    outcome = compress_job(args, job)
+    _write_job_output(job.output, outcome.data, args)
+    return dataclasses.replace(outcome, data=b"")  # written: the batch's summary needs only the sizes
+
+
+def compress_job(args: argparse.Namespace, job: Job) -> Outcome:
+    """Read and compress the input of one job of ``vaecodec encode``; the outcome holds the .vae
+    bytes (written to a file, or to a shard by ``vaecodec.cli.shards``)."""
+    from vaecodec.cli.batch import Outcome
+    from vaecodec.imageio import read_first_frame
+
     if job.source == "-":
         data = _read_input("-")
-        image, read = read_image(io.BytesIO(data)), len(data)
+        (image, frames), read = read_first_frame(io.BytesIO(data)), len(data)
     else:
-        image, read = read_image(Path(job.source)), os.path.getsize(job.source)
-    coded = _codec(args).compress(image, args.quality, size=args.size, bpp=args.bpp, psnr=args.psnr)
-    _write_job_output(job.output, coded, args)
-    return Outcome(read, len(coded), image.width * image.height, len(coded))
+        (image, frames), read = read_first_frame(Path(job.source)), os.path.getsize(job.source)
+    from vaecodec.cli.effort import terminal_progress
+
+    with terminal_progress(job.source, args.effort) as progress:
+        coded = _codec(args).compress(image, args.quality, size=args.size, bpp=args.bpp, psnr=args.psnr,
+                                      effort=args.effort, progress=progress)
+    dropped = (f"{job.source} has {frames} frames; coding the first",) if frames > 1 else ()
+    return Outcome(read, len(coded), image.width * image.height, len(coded), warnings=dropped, data=coded)
 
 
 def _processes(args: argparse.Namespace) -> int:
@@ -184,10 +161,15 @@ _EXTENSION_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "
 
 def _image_format(output: str) -> str:
     """The Pillow format an output's extension asks for (PNG for stdout)."""
+    from PIL import Image
+
     image_format = "PNG" if output == "-" else _EXTENSION_FORMATS.get(Path(output).suffix.lower())
     if image_format is None:
         known = ", ".join(sorted(_EXTENSION_FORMATS))
         raise VaecodecError(f"{output}: unknown image extension (use one of {known})")
+    Image.init()  # Pillow built without a format's library (WebP's, say) has no writer for it
+    if image_format not in Image.SAVE:
+        raise VaecodecError(f"{output}: this Pillow cannot write {image_format} (it was built without it)")
     return image_format
 
 
@@ -268,12 +250,15 @@ def build_parser() -> argparse.ArgumentParser:
     from vaecodec import __version__
     from vaecodec.format.container import DEFAULT_QUALITY
 
-    parser = _Parser(prog=PROG, description="A learned image codec.")
+    parser = _Parser(prog=PROG, description="A learned image codec.", epilog=_EXAMPLE)
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def add_model_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--weights", help="weights file (default: the shipped weights)")
+        p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                       help="of the networks: auto (default) runs bf16 where the CPU or GPU has native bf16 "
+                       "(about twice as fast), else fp32; files decode at either precision")
         p.add_argument("--device", default="cpu", help="torch device for the networks (default: cpu)")
 
     def add_batch_options(p: argparse.ArgumentParser) -> None:
@@ -294,7 +279,14 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--size", type=_size, help="largest file size, e.g. 20KB, 1.5MB, 30000 (bytes); KiB/MiB too")
     target.add_argument("--bpp", type=_positive("bpp"), help="largest size in bits per pixel, e.g. 0.25")
     target.add_argument("--psnr", type=_positive("psnr"), help="smallest quality whose PSNR reaches this many dB")
+    from vaecodec.cli.effort import HELP as EFFORT_HELP, parse_effort
+    from vaecodec.effort import DEFAULT_EFFORT
+
+    encode.add_argument("--effort", type=parse_effort, default=DEFAULT_EFFORT, metavar="N", help=EFFORT_HELP)
     add_batch_options(encode)
+    from vaecodec.cli.shards import add_options as add_shard_options
+
+    add_shard_options(encode, size=_size)
     encode.set_defaults(run=cmd_encode)
 
     decode = commands.add_parser("decode", help="decompress .vae files to images")
@@ -320,8 +312,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--decay-start", type=float, default=0.8, help="fraction of the run before the cosine decay")
     train.add_argument("--minutes", type=float, default=0.0,
                        help="train for this many minutes instead of up to --steps (e.g. a GPU lease)")
-    train.add_argument("--channels", type=int, default=96, help="N: channels of the transforms")
-    train.add_argument("--latent-channels", type=int, default=144, help="M: channels of the latent")
+    train.add_argument("--channels", type=int, help="N: channels of the transforms (default 96, or those of "
+                       "--init-weights; more than theirs widens them, keeping what they compute)")
+    train.add_argument("--latent-channels", type=int, help="M: channels of the latent (default 144, or those of "
+                       "--init-weights; more than theirs adds latent channels)")
     train.add_argument("--lambdas", help="the rate levels' trade-offs, comma-separated and ascending (default: "
                        "those of --init-weights, else CompressAI's eight); gains start where the old curve had them")
     train.add_argument("--lowest-level", type=float,
@@ -348,15 +342,34 @@ def build_parser() -> argparse.ArgumentParser:
                        help="only evaluate weights (--init-weights, default the shipped ones) on the whole validation split")
     train.set_defaults(run=cmd_train)
 
-    from vaecodec.bench.command import register as register_bench
+    from vaecodec.cli.bench import register as register_bench
 
     register_bench(commands)
+    from vaecodec.cli.inspection import register as register_inspection
+
+    register_inspection(commands)
     return parser
 
 
+def short_usage(parser: argparse.ArgumentParser) -> str:
+    """What ``vaecodec`` alone prints, as git and cwebp do: the usage, the commands and an example."""
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    width = max(len(command.dest) for command in commands._choices_actions)
+    return "\n".join([
+        f"usage: {PROG} COMMAND [options] ...", "", "commands:",
+        *(f"  {command.dest:<{width}}  {command.help}" for command in commands._choices_actions),
+        "", _EXAMPLE, f"'{PROG} COMMAND --help' shows a command's options.",
+    ])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        if not argv:
+            print(short_usage(parser), file=sys.stderr)
+            return 2
+        args = parser.parse_args(argv)
         return args.run(args)
     except VaecodecError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)

@@ -9,4 +9,12 @@ every shipped kind keep decoding. A coder offers, symmetrically:
   parameters of the hyper-latent), reused across qualities by rate control;
 - ``encode(prepared, level_units)``: the latent stream at an integer rate level;
 - ``decode(hyper_stream, latent_stream, latent_size, level_units, device)``: the decoded latent.
+
+and, for looking inside files and the model (``vaecodec.inspection``, ``vaecodec.generative``):
+
+- ``symbol_information(hyper_stream, latent_stream, latent_size, level_units)``: what ``decode``
+  reads, with the bits each symbol cost under its coding table (a dict of arrays: "z",
+  "hyper_bits", "symbols", "means", "scale_indexes", "latent_bits", "gains");
+- ``sample(latent_size, level_units, rng, device)``: a latent drawn from the model's prior, decoded
+  as ``decode`` would decode it.
 """

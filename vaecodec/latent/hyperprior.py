@@ -17,14 +17,17 @@ quality-independent half.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from dataclasses import dataclass, replace
 from fractions import Fraction
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
 
 from vaecodec.entropy.coder import CodingTables
-from vaecodec.entropy.tables import HYPER_PRECISION_BITS, LOG_UNIT, gaussian_table_counts, quantize_pmf, scale_index
+from vaecodec.entropy.tables import (HYPER_PRECISION_BITS, LOG_UNIT, SCALE_TABLE, gaussian_table_counts,
+                                     quantize_pmf, scale_index)
 from vaecodec.model.fixed_point import ACT_BITS, IntegerSequential, build_log_scale_table, log_scales, to_fixed
 from vaecodec.model.hyperprior import HyperpriorModel
 from vaecodec.model.rate_levels import blend_exact, level_of
@@ -93,6 +96,20 @@ class PreparedLatent:
     log_scales: torch.Tensor  # fixed-point log-scales before gains (CPU)
 
 
+@dataclass
+class GainedLatent:
+    """A prepared latent as the coder sees it at one rate level, for choosing its symbols by
+    optimisation (``vaecodec.latent.sga``): the symbols are round(residual); the decoder's latent is
+    (symbols + offset) * inverse_gain; each symbol is coded under a zero-mean Gaussian of ``scales``
+    (its table's scale). All (1, M, h, w) but the gains (1, M, 1, 1), on the networks' device."""
+
+    residual: torch.Tensor  # y * g - mu * g
+    offset: torch.Tensor  # mu * g
+    gain: torch.Tensor
+    inverse_gain: torch.Tensor
+    scales: torch.Tensor
+
+
 class HyperpriorCoder:
     """The latent coder of ``HyperpriorModel`` weights (kind "hyperprior"); see the module docstring."""
 
@@ -141,15 +158,85 @@ class HyperpriorCoder:
         return self.latent_tables.encode(symbols, indexes.numpy())
 
     @torch.no_grad()
+    def gained(self, prepared: PreparedLatent, level_units: int) -> GainedLatent:
+        """The latent at an integer rate level as :meth:`encode` rounds and codes it."""
+        gain, inverse_gain = self._gains(level_units, prepared.y.device)
+        offset = prepared.means * gain
+        indexes = self.entropy_parameters.indexes(prepared.log_scales, level_units)
+        scales = torch.from_numpy(SCALE_TABLE).to(torch.float32)[indexes].to(prepared.y.device)
+        return GainedLatent(prepared.y * gain - offset, offset, gain, inverse_gain, scales)
+
+    @staticmethod
+    def with_symbols(prepared: PreparedLatent, gained: GainedLatent, symbols: torch.Tensor) -> PreparedLatent:
+        """The prepared latent that :meth:`encode` codes, at ``gained``'s level, as these integer
+        symbols (a latent within float rounding of each symbol's centre, so it rounds to it)."""
+        return replace(prepared, y=(symbols + gained.offset) / gained.gain)
+
+    @torch.no_grad()
     def decode(self, hyper_stream: bytes, latent_stream: bytes, latent_size: tuple[int, int], level_units: int,
                device: torch.device) -> torch.Tensor:
         """The decoded latent (1, M, h, w) float32 on ``device``, from the two streams."""
+        _, means, indexes, symbols = self._read(_from_stream(hyper_stream), _from_stream(latent_stream), latent_size,
+                                                level_units)
+        del indexes  # as large as the latent: freed before the reconstruction's tensors
+        return self._reconstruct(symbols, means, level_units, device)
+
+    @torch.no_grad()
+    def symbol_information(self, hyper_stream: bytes, latent_stream: bytes, latent_size: tuple[int, int],
+                           level_units: int) -> dict[str, np.ndarray]:
+        """What :meth:`decode` reads, with the bits each symbol cost under the table it was coded
+        with (``CodingTables.information``): "z" (1, N, h/4, w/4) and its "hyper_bits"; the latent
+        "symbols" (1, M, h, w), their "means" before gains, "scale_indexes" and "latent_bits"; and
+        "gains" (M,), the float gains of the level (symbols count steps of 1/gain)."""
+        read = self._read(_from_stream(hyper_stream), _from_stream(latent_stream), latent_size, level_units)
+        hyper_indexes = self._hyper_table_indexes(read.z_symbols.shape)
+        gain, _ = self._gains(level_units, torch.device("cpu"))
+        return {"z": read.z_symbols + self.z_offsets[None, :, None, None].numpy(),
+                "hyper_bits": self.hyper_tables.information(read.z_symbols, hyper_indexes),
+                "symbols": read.symbols, "means": read.means.numpy(), "scale_indexes": read.indexes,
+                "latent_bits": self.latent_tables.information(read.symbols, read.indexes),
+                "gains": gain.flatten().numpy()}
+
+    @torch.no_grad()
+    def sample(self, latent_size: tuple[int, int], level_units: int, rng: np.random.Generator,
+               device: torch.device) -> torch.Tensor:
+        """A latent (1, M, h, w) drawn from the model, as :meth:`decode` would decode it: z from
+        its frozen tables, then each symbol from the Gaussian table its z-predicted scale selects."""
+        draw = functools.partial(CodingTables.sample, rng=rng)
+        read = self._read(draw, draw, latent_size, level_units)
+        return self._reconstruct(read.symbols, read.means, level_units, device)
+
+    def _read(self, hyper: SymbolSource, latent: SymbolSource, latent_size: tuple[int, int],
+              level_units: int) -> _Read:
+        """The symbols in decoding order: z from ``hyper`` under its tables, the entropy parameters
+        from z, then the latent symbols from ``latent`` under the tables they select."""
         shape = self.hyper_shape(*latent_size)
-        z_symbols = self.hyper_tables.decode(hyper_stream, self._hyper_table_indexes(shape))
+        z_symbols = hyper(self.hyper_tables, self._hyper_table_indexes(shape))
         means, log_scales = self.entropy_parameters(torch.from_numpy(z_symbols) + self.z_offsets[None, :, None, None])
-        indexes = self.entropy_parameters.indexes(log_scales, level_units)
-        symbols = torch.from_numpy(self.latent_tables.decode(latent_stream, indexes.numpy()))
-        del log_scales, indexes
+        indexes = self.entropy_parameters.indexes(log_scales, level_units).numpy()
+        del log_scales
+        return _Read(z_symbols, means, indexes, latent(self.latent_tables, indexes))
+
+    def _reconstruct(self, symbols: np.ndarray, means: torch.Tensor, level_units: int,
+                     device: torch.device) -> torch.Tensor:
+        """The latent y_hat = (s + mu * g) * g' of symbols s and means mu (before gains)."""
         gain, inverse_gain = self._gains(level_units, device)
-        means = means.to(device)
-        return (symbols.to(device, torch.float32) + means * gain) * inverse_gain
+        return (torch.from_numpy(symbols).to(device, torch.float32) + means.to(device) * gain) * inverse_gain
+
+
+# Where a set of symbols comes from, given the tables and each symbol's table index: a stream's ANS
+# decoder, or a random draw.
+SymbolSource = Callable[[CodingTables, np.ndarray], np.ndarray]
+
+
+def _from_stream(stream: bytes) -> SymbolSource:
+    return lambda tables, indexes: tables.decode(stream, indexes)
+
+
+class _Read(NamedTuple):
+    """The symbols of a latent and its hyper-latent, and what selected their tables."""
+
+    z_symbols: np.ndarray  # hyper-latent less its channel offsets (1, N, h/4, w/4)
+    means: torch.Tensor  # latent means before gains (1, M, h, w) float32, CPU
+    indexes: np.ndarray  # scale-table indexes (1, M, h, w)
+    symbols: np.ndarray  # latent symbols (1, M, h, w)

@@ -6,10 +6,20 @@ mean mu and a scale sigma for every element of y. One set of weights covers the 
 a continuous rate level t picks (by log-linear interpolation between the trained levels 0..levels-1,
 and extrapolation of the first two below 0: ``vaecodec.model.rate_levels``) a per-channel gain g
 that multiplies y before rounding, and an inverse gain applied after; a larger gain means finer steps.
+
+With ``context_groups`` (a channel-conditional entropy model, Minnen & Singh 2020, with ELIC's
+uneven groups), the latent's channels fall into groups coded one after another: a small network
+per group (1x1, 3x3, 1x1 convolutions) corrects the hyperprior's mean and log-scale of its
+channels from their hyperprior parameters and the decoded latent of the groups before it. Its
+last layer starts at zero, so a model given a context computes what it did without one until
+training (of the whole model: the transforms learn to leave what the context can use) moves it.
+The decoded latent a context sees is mu' + s / g (the symbol s in units of the gain g), which
+the integer coder computes exactly (``vaecodec.latent.context``).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, replace
 
 import torch
@@ -37,10 +47,19 @@ class ModelConfig:
     # Channels of the hyper networks and the hyper-latent; 0: as many as the transforms (``channels``),
     # which a model keeps when its transforms are widened (``vaecodec.model.grow``).
     hyper_channels: int = 0
+    # Channel-conditional context: the channels of each group, in coding order (summing to
+    # latent_channels), and the width of the groups' networks; () for none.
+    context_groups: tuple[int, ...] = ()
+    context_channels: int = 64
 
     @property
     def hyper(self) -> int:
         return self.hyper_channels or self.channels
+
+    def group_bounds(self) -> list[tuple[int, int]]:
+        """(first, end) channel of each context group."""
+        ends = [sum(self.context_groups[: k + 1]) for k in range(len(self.context_groups))]
+        return list(zip([0, *ends[:-1]], ends))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -49,7 +68,8 @@ class ModelConfig:
     def from_dict(cls, data: dict) -> ModelConfig:
         return cls(int(data["channels"]), int(data["latent_channels"]), tuple(float(v) for v in data["lambdas"]),
                    int(data.get("lowest_level_hundredths", 0)),  # weights older than the field start at 0
-                   int(data.get("hyper_channels", 0)))
+                   int(data.get("hyper_channels", 0)), tuple(int(v) for v in data.get("context_groups", ())),
+                   int(data.get("context_channels", 64)))
 
 
 def _conv(cin: int, cout: int, kernel: int = 5, stride: int = 2) -> nn.Conv2d:
@@ -60,9 +80,23 @@ def _deconv(cin: int, cout: int, kernel: int = 5, stride: int = 2) -> nn.ConvTra
     return nn.ConvTranspose2d(cin, cout, kernel, stride=stride, padding=kernel // 2, output_padding=stride - 1)
 
 
+def context_network(inputs: int, hidden: int, outputs: int) -> nn.Sequential:
+    """A context group's network; its last layer starts at zero (no correction)."""
+    network = nn.Sequential(_conv(inputs, hidden, 1, 1), nn.LeakyReLU(inplace=True), _conv(hidden, hidden, 3, 1),
+                            nn.LeakyReLU(inplace=True), _conv(hidden, outputs, 1, 1))
+    nn.init.zeros_(network[-1].weight)
+    nn.init.zeros_(network[-1].bias)
+    return network
+
+
 def ste_round(x: torch.Tensor) -> torch.Tensor:
     """Round in the forward pass, identity gradient in the backward pass."""
     return x + (torch.round(x) - x).detach()
+
+
+# The smallest scale whose log a context sees: softplus at the bottom of the integer coder's
+# log-scale table (``vaecodec.model.fixed_point.LUT_MIN``).
+_SMALLEST_SCALE = math.log1p(math.exp(-16))
 
 
 class HyperpriorModel(nn.Module):
@@ -90,6 +124,11 @@ class HyperpriorModel(nn.Module):
             _conv(m * 3 // 2, 2 * m, 3, 1),
         )
         self.hyper_density = FactorizedDensity(h)
+        if config.context_groups:
+            if sum(config.context_groups) != m or min(config.context_groups) < 1:
+                raise ValueError(f"context groups {config.context_groups} do not divide {m} latent channels")
+            self.context = nn.ModuleList(context_network(2 * (end - first) + first, config.context_channels,
+                                                         2 * (end - first)) for first, end in config.group_bounds())
         # Step size scales as 1/sqrt(lambda) at high rate, so start the gains there.
         lambdas = torch.tensor(config.lambdas)
         log_gain = 0.5 * torch.log(lambdas / lambdas[len(lambdas) // 2])
@@ -153,9 +192,25 @@ class HyperpriorModel(nn.Module):
             z_likelihoods = self.hyper_density.likelihood(z + torch.empty_like(z).uniform_(-0.5, 0.5))
         means, scales = self.hyper_parameters(ste_round(z))
         gain, inverse_gain = self.gains(level)
-        with torch.autocast(x.device.type, enabled=False):
-            y_gained, means_gained = y * gain, means * gain
-            noisy = y_gained + torch.empty_like(y).uniform_(-0.5, 0.5)
-            y_likelihoods = gaussian_likelihood(noisy, means_gained, scales * gain)
-            y_hat = (ste_round(y_gained - means_gained) + means_gained) * inverse_gain
-        return {"x_hat": self.g_s(y_hat).float(), "y_likelihoods": y_likelihoods, "z_likelihoods": z_likelihoods}
+        groups = self.config.group_bounds() if self.config.context_groups else [(0, self.config.latent_channels)]
+        likelihoods, reconstructed, decoded = [], [], []
+        for k, (first, end) in enumerate(groups):
+            group = slice(first, end)
+            group_means, group_scales = means[:, group], scales[:, group]
+            if self.config.context_groups:
+                log_scales = torch.log(group_scales.clamp_min(_SMALLEST_SCALE))
+                correction = self.context[k](torch.cat([group_means, log_scales, *decoded], dim=1)).float()
+                mean_step, log_scale_step = correction.chunk(2, dim=1)
+                group_means, group_scales = group_means + mean_step, torch.exp(log_scales + log_scale_step)
+            with torch.autocast(x.device.type, enabled=False):
+                g = gain[:, group]
+                y_gained, means_gained = y[:, group] * g, group_means * g
+                noisy = y_gained + torch.empty_like(y_gained).uniform_(-0.5, 0.5)
+                likelihoods.append(gaussian_likelihood(noisy, means_gained, group_scales * g))
+                symbols = ste_round(y_gained - means_gained)
+                reconstructed.append((symbols + means_gained) * inverse_gain[:, group])
+                if self.config.context_groups:
+                    decoded.append(group_means + symbols / g)  # what the next groups' contexts see
+        y_hat = torch.cat(reconstructed, dim=1)
+        return {"x_hat": self.g_s(y_hat).float(), "y_likelihoods": torch.cat(likelihoods, dim=1),
+                "z_likelihoods": z_likelihoods}

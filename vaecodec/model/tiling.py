@@ -17,6 +17,14 @@ from typing import Callable
 import torch
 
 
+def tile_boxes(height: int, width: int, tile: int | tuple[int, int]) -> list[tuple[int, int, int, int]]:
+    """The tiles of an input, (top, left, bottom, right) in row-major order: they depend only on its
+    size (a side, or rows and columns, per tile), so anything summed over them in this order is too."""
+    tile_rows, tile_cols = (tile, tile) if isinstance(tile, int) else tile
+    return [(top, left, min(top + tile_rows, height), min(left + tile_cols, width))
+            for top in range(0, height, tile_rows) for left in range(0, width, tile_cols)]
+
+
 def map_tiles(
     network: Callable[[torch.Tensor], torch.Tensor],
     x: torch.Tensor,
@@ -35,11 +43,9 @@ def map_tiles(
     the result, depend only on the input's size, never on ``workers``.
     """
     height, width = x.shape[-2:]
-    tile_rows, tile_cols = (tile, tile) if isinstance(tile, int) else tile
-    if height <= tile_rows and width <= tile_cols:
+    boxes = tile_boxes(height, width, tile)
+    if len(boxes) == 1:
         return finish(network(x))
-    boxes = [(top, left, min(top + tile_rows, height), min(left + tile_cols, width))
-             for top in range(0, height, tile_rows) for left in range(0, width, tile_cols)]
 
     def run(box: tuple[int, int, int, int]) -> torch.Tensor:
         top, left, bottom, right = box

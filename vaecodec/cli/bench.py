@@ -12,8 +12,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from vaecodec.cli.main import UsageError
-from vaecodec.errors import VaecodecError
+from vaecodec.cli.extras import BENCH, needs_extra
+from vaecodec.errors import UsageError, VaecodecError
 
 DEFAULT_THREADS = 2
 
@@ -70,15 +70,16 @@ def _command_line(args: argparse.Namespace) -> str:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    import torch
-
-    from vaecodec.bench.codecs import BenchOptions, build_codecs
-    from vaecodec.bench.dataset import kodak_folder, list_images
-    from vaecodec.bench.run import BenchConfig, Plan, new_results, run
-    from vaecodec.bench.summary import BD_METRICS
-
     if (args.folder is None) == (args.dataset is None):
         raise UsageError("give either a FOLDER of images or --dataset kodak")
+    import torch
+
+    with needs_extra(BENCH):  # matplotlib, scikit-image and scipy are imported here, not at start-up
+        from vaecodec.bench.codecs import BenchOptions, base_name, build_codecs
+        from vaecodec.bench.dataset import kodak_folder, list_images
+        from vaecodec.bench.run import BenchConfig, Plan, new_results, run
+        from vaecodec.bench.summary import BD_METRICS
+
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise VaecodecError(f"{out} is not a directory")
@@ -92,7 +93,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(f"vaecodec: note: skipping {name}: {reason}", file=sys.stderr)
     if not codecs:
         raise VaecodecError("none of the codecs asked for is available")
-    qualities = {**config.qualities, **parse_qualities(args.qualities or [], names)}
+    defaults = {name: config.qualities[base_name(name)] for name in names if base_name(name) in config.qualities}
+    qualities = {**config.qualities, **defaults, **parse_qualities(args.qualities or [], names)}
     for codec in codecs:
         if codec.name not in qualities:
             raise UsageError(f"no qualities for {codec.name}: give --qualities {codec.name}=Q,Q,...")
@@ -118,7 +120,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     """Add ``bench`` to the ``vaecodec`` command line."""
     bench = commands.add_parser("bench", help="rate-distortion benchmark against JPEG, WebP, AVIF, JPEG XL, JPEG 2000",
                                 description="Measure bpp, PSNR, SSIM, MS-SSIM and speed of vaecodec and other codecs "
-                                            "on a folder of images; write results.json, results.csv, report.md and plots.")
+                                            "on a folder of images; write results.json, results.csv, report.md and plots. "
+                                            f"Needs the bench extra: {BENCH.install}.")
     bench.add_argument("folder", nargs="?", help="folder of images (png, jpg, ...), all of them or the first --limit")
     bench.add_argument("--dataset", choices=["kodak"], help="the Kodak set, downloaded once into ~/.cache/vaecodec")
     bench.add_argument("--out", required=True, help="folder for the results and the report")

@@ -1,0 +1,173 @@
+"""The encode effort: optimised latents in ordinary files, deterministic, within the targets.
+
+What the effort buys (BD-rate, encode time) is measured by the bench (``bench/effort``), not here.
+"""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data
+
+import vaecodec
+from vaecodec import ratecontrol
+from vaecodec.bench.codecs import BenchOptions, build_codecs
+from vaecodec.cli.effort import terminal_progress
+from vaecodec.cli.main import main
+from vaecodec.codec import SYNTHESIS_TILING
+from vaecodec.effort import DEFAULT_EFFORT, schedule, size_problem
+from vaecodec.format.container import parse
+from vaecodec.latent import sga
+from vaecodec.model.rate_levels import QUALITY_STEPS, level_of, quality_units
+
+from conftest import psnr
+
+EFFORT = 3
+
+# In a fresh process with ``threads`` torch threads: code image.npy of a folder at EFFORT.
+WORKER = f"""
+import sys
+from pathlib import Path
+import numpy as np, torch
+threads, folder = int(sys.argv[1]), Path(sys.argv[2])
+torch.set_num_threads(threads)
+import vaecodec
+pixels = np.load(folder / "image.npy")
+(folder / f"effort-{{threads}}.vae").write_bytes(vaecodec.compress(pixels, quality=50, effort={EFFORT}))
+"""
+
+
+@pytest.fixture(scope="module")
+def tall() -> np.ndarray:
+    """A 300x112 photo: its latent spans two of the synthesis's 256-row strips."""
+    return data.astronaut()[0:300, 180:292]
+
+
+def test_same_bytes_at_one_and_two_threads(tall: np.ndarray, tmp_path: Path) -> None:
+    np.save(tmp_path / "image.npy", tall)
+    workers = [subprocess.Popen([sys.executable, "-c", WORKER, str(threads), str(tmp_path)]) for threads in (1, 2)]
+    assert [worker.wait(timeout=300) for worker in workers] == [0, 0]
+    files = {(tmp_path / f"effort-{threads}.vae").read_bytes() for threads in (1, 2)}
+    assert len(files) == 1
+    assert files == {vaecodec.compress(tall, quality=50, effort=EFFORT)}  # and this process's
+    assert files != {vaecodec.compress(tall, quality=50)}  # the optimisation changed the symbols
+
+
+def test_the_default_effort_is_the_plain_encoder(photo: Image.Image) -> None:
+    assert vaecodec.compress(photo, 60, effort=DEFAULT_EFFORT) == vaecodec.compress(photo, 60)
+    assert schedule(DEFAULT_EFFORT).steps == 0
+
+
+def test_an_effort_file_decodes_with_the_plain_decoder(tall: np.ndarray) -> None:
+    plain, optimised = (vaecodec.compress(tall, quality=50, effort=effort) for effort in (DEFAULT_EFFORT, EFFORT))
+    header, other = parse(optimised), parse(plain)
+    assert (header.width, header.height, header.quality, header.weights_id) == (other.width, other.height,
+                                                                                  other.quality, other.weights_id)
+    assert header.hyper_stream == other.hyper_stream  # only the latent's symbols were chosen anew
+    decoder = vaecodec.Codec(precision="fp32")  # a codec of its own, at the other precision
+    decoded = np.asarray(decoder.decompress(optimised))
+    assert decoded.shape == tall.shape
+    assert psnr(decoded, tall) > psnr(np.asarray(decoder.decompress(plain)), tall) - 0.5
+
+
+def test_the_optimised_symbols_never_score_worse(codec: vaecodec.Codec, tall: np.ndarray) -> None:
+    """refine keeps the plain symbols unless its own are better by the objective it optimises."""
+    analysed = codec._analyse(tall)
+    units = codec._main.level_units(quality_units(50))
+    latent = codec._main.coder.gained(analysed.latent, units)
+    lam = float(codec.model.lambdas_at(torch.tensor([level_of(units)])))
+    synthesis = sga.Synthesis(codec._main.synthesis, *SYNTHESIS_TILING, scale=16)
+    pixels = analysed.pixels[None]
+    objective = sga._Objective(synthesis, pixels, latent, lam, workers=1)
+    symbols = sga.refine(synthesis, pixels, latent, lam, schedule(EFFORT))
+    assert torch.equal(symbols, torch.round(symbols))
+    assert objective.value(symbols) <= objective.value(torch.round(latent.residual))
+    # and the coder writes exactly these symbols
+    prepared = codec._main.coder.with_symbols(analysed.latent, latent, symbols)
+    assert torch.equal(torch.round(prepared.y * latent.gain - latent.offset), symbols)
+
+
+@pytest.mark.parametrize("fraction", [0.6, 0.95])
+def test_a_size_target_with_an_effort_is_never_exceeded(tall: np.ndarray, fraction: float) -> None:
+    target = round(len(vaecodec.compress(tall, quality=60)) * fraction)
+    coded = vaecodec.compress(tall, size=target, effort=EFFORT)
+    assert len(coded) <= target
+
+
+def test_refined_files_that_miss_the_target_step_the_quality_down() -> None:
+    """A refinement that grows the file is retried lower, and the plain file is the last resort."""
+    plain = lambda step: bytes(step // 100)  # noqa: E731  (sizes grow with the quality)
+    calls: list[int] = []
+
+    def too_large_above_40(step: int) -> bytes:
+        calls.append(step)
+        return bytes(step // 100 + (50 if step > 4000 else 0))
+
+    coded = ratecontrol.fit_size(plain, 60, refine=too_large_above_40)
+    assert len(coded) <= 60 and calls[0] == 6099 and calls[-1] <= 4000
+    never_fits = lambda step: bytes(1000)  # noqa: E731
+    assert ratecontrol.fit_size(plain, 60, refine=never_fits) == plain(6099)
+    assert ratecontrol.fit_psnr(plain, len, 30, refine=lambda step: bytes(0)) == plain(3000)
+    assert ratecontrol.fit_psnr(plain, len, 30, refine=lambda step: plain(step + 200)) == plain(3200)
+    assert QUALITY_STEPS == 10000  # the steps above assume it
+
+
+@pytest.mark.parametrize("effort", [0, 10, 2.5, True, "3"])
+def test_efforts_off_the_scale_are_refused(photo: Image.Image, effort: object) -> None:
+    with pytest.raises(vaecodec.VaecodecError, match="effort must be a whole number from 1 to 9"):
+        vaecodec.compress(photo, 60, effort=effort)  # type: ignore[arg-type]
+
+
+def test_images_too_large_for_an_effort_are_refused() -> None:
+    assert size_problem(DEFAULT_EFFORT, 6000, 4000) is None
+    assert size_problem(9, 4000, 3000) is None
+    assert "limited to images of 12.6 megapixels (memory); this one has 24.0" in size_problem(2, 6000, 4000)
+
+
+def test_a_command_line_batch_writes_the_api_bytes(tmp_path: Path, capsys) -> None:
+    """(``-j`` workers run the same ``compress_job``; the thread test above covers other processes.)"""
+    images = {"a": data.astronaut()[:64, :96], "b": data.coffee()[:80, :64]}
+    for name, pixels in images.items():
+        Image.fromarray(pixels).save(tmp_path / f"{name}.png")
+    assert main(["encode", str(tmp_path / "a.png"), str(tmp_path / "b.png"), "--effort", "2"]) == 0
+    for name, pixels in images.items():
+        assert (tmp_path / f"{name}.vae").read_bytes() == vaecodec.compress(pixels, effort=2)
+    assert main(["encode", str(tmp_path / "a.png"), "--effort", "10", "-f"]) == 2
+    assert capsys.readouterr().err.strip().endswith("effort must be a whole number from 1 to 9, got '10'")
+
+
+def test_the_pillow_plugin_takes_an_effort(photo: Image.Image) -> None:
+    buffer = io.BytesIO()
+    photo.save(buffer, "VAE", quality=60, effort=2)
+    assert buffer.getvalue() == vaecodec.compress(photo, 60, effort=2)
+
+
+def test_the_bench_runs_efforts_as_variants() -> None:
+    (codec,), _ = build_codecs(["vaecodec@effort=2"], BenchOptions())
+    assert (codec.name, codec.label) == ("vaecodec@effort=2", "vaecodec (effort 2)")
+    with pytest.raises(vaecodec.VaecodecError, match="effort must be"):
+        build_codecs(["vaecodec@effort=0"], BenchOptions())
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_shows_on_a_terminal_and_is_erased() -> None:
+    terminal = _Terminal()
+    with terminal_progress("photo.png", 5, terminal) as show:
+        assert show is not None
+        show(3, 16)
+    assert terminal.getvalue() == "\r\x1b[Kphoto.png: effort 5, step 3/16\r\x1b[K"
+    with terminal_progress("photo.png", 5, io.StringIO()) as show:  # not a terminal
+        assert show is None
+    with terminal_progress("photo.png", DEFAULT_EFFORT, _Terminal()) as show:  # nothing to show
+        assert show is None

@@ -1,0 +1,55 @@
+"""Optional dependencies of the command line, named in one line when they are missing.
+
+A plain ``pip install vaecodec`` leaves out what only some commands use: the ``bench`` extra of
+pyproject.toml brings matplotlib, scikit-image (with scipy, which the bench also imports) and
+imagecodecs. A command imports such packages inside ``needs_extra``, which turns the
+ModuleNotFoundError of a missing one into ``vaecodec: error: the bench needs matplotlib,
+scikit-image and imagecodecs: pip install "vaecodec[bench]"`` instead of a traceback from deep
+inside the bench. Other import failures (a bug, a module of vaecodec itself) still propagate.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+from vaecodec.errors import VaecodecError
+
+
+@dataclass(frozen=True)
+class Extra:
+    """An optional-dependency group of pyproject.toml, as a user meets it."""
+
+    name: str  # as in pip install "vaecodec[NAME]"
+    user: str  # what needs it, in messages: "the bench"
+    packages: tuple[str, ...]  # the distributions it installs, as pyproject.toml lists them
+    modules: frozenset[str]  # the top-level modules whose absence means the extra is missing
+
+    @property
+    def install(self) -> str:
+        return f'pip install "vaecodec[{self.name}]"'
+
+    @property
+    def missing(self) -> str:
+        """The error: ``the bench needs matplotlib, scikit-image and imagecodecs: pip install ...``."""
+        *rest, last = self.packages
+        listed = f"{', '.join(rest)} and {last}" if rest else last
+        return f"{self.user} needs {listed}: {self.install}"
+
+
+BENCH = Extra("bench", "the bench", ("matplotlib", "scikit-image", "imagecodecs"),
+              frozenset({"matplotlib", "skimage", "scipy", "imagecodecs"}))
+# ``vaecodec inspect`` draws its figures with matplotlib, which the bench extra brings.
+PLOTS = Extra("bench", "vaecodec inspect", ("matplotlib",), frozenset({"matplotlib"}))
+
+
+@contextmanager
+def needs_extra(extra: Extra) -> Iterator[None]:
+    """Run imports that need ``extra``; a module of it that is missing becomes a VaecodecError."""
+    try:
+        yield
+    except ImportError as exc:
+        if (exc.name or "").partition(".")[0] not in extra.modules:
+            raise
+        raise VaecodecError(extra.missing) from None

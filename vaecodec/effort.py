@@ -1,0 +1,88 @@
+"""The encode effort: how much time ``compress`` spends choosing the latent for a smaller file.
+
+Why: the analysis transform's latent is an amortised guess, trained to do well on average over
+images, not the best latent of this image under the decoder. At an effort above the default, the
+encoder searches for symbols that lower this image's own rate + lambda * distortion (the quality's
+trade-off, the training loss), with the decoder fixed: the file is an ordinary file of the same
+format, and any vaecodec with these weights decodes it. The search is stochastic Gumbel annealing
+(SGA; Yang, Bamler & Mandt, NeurIPS 2020), in ``vaecodec.latent.sga``; this module is the scale
+(torch-free, so that the command line's options cost no import).
+
+The scale: effort 1 (the default) codes the analysis latent as it is, today's bytes; each higher
+effort runs more optimisation steps, each one pass of the synthesis transform forward and back
+(about 2-3 plain encodes of time). Every effort's schedule is the same apart from its length:
+Adam at a learning rate of 0.02 on the gained residual the coder rounds, the temperature annealed
+exponentially from 0.6 to 0.2, the rounded objective compared with the plain file's at the end.
+
+How the schedule was chosen (shipped weights 8c0efb94, bf16 on the CPU, one thread; "loss" is the
+rounded rate + lambda * distortion against the plain file's, at equal steps):
+
+- Clamping the synthesis output to [0, 1] in the objective, as the decoder does, mattered most:
+  without it the optimiser spends its steps on out-of-range pixels the decoder clips anyway
+  (kodim23, quality 60, 60 steps: -6.5 % loss with the clamp; 20 steps without it gave -2.7 %).
+- Temperature: hotter is better at these short runs. kodim23, quality 60, 20 steps at lr 0.02:
+  0.5 -> 0.05 gave -1.8 %, 0.2 -> 0.02 -0.3 %, 0.5 -> 0.25 -2.7 %, 0.8 -> 0.3 -2.7 % (no clamp).
+  At 60 steps (with the clamp) 0.6 -> 0.2 and 0.5 -> 0.25 gave -6.2 to -6.6 %, 0.6 -> 0.1 -6.2 %.
+- Learning rate: 0.02-0.03 is the working range. 0.05 and above raised the loss within ten steps
+  (Adam's first steps move every element by about the learning rate, and many cross a rounding
+  boundary toward zero: the rate falls and the distortion rises more); 0.01 was slower.
+- Length: kodim23 quality 60 gained -1.6 % loss at 8 steps, -2.7 % at 12, -6.5 % at 60 (its file
+  17,412 bytes at 36.61 dB against 18,644 at 36.35); kodim01 quality 30, a textured photo at a low
+  rate, gained nothing at 8 steps and -1.7 % at 16. Short runs gain least where the rate term
+  dominates, so the low efforts start at 4 steps and the scale doubles about every two efforts.
+- Keeping the better of the plain and the optimised symbols (by the rounded objective) means an
+  effort never makes the objective worse; in every run above the last iterate was the best one.
+
+The bench (``bench/effort/report.md``, README) gives BD-rates and encode times per effort.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vaecodec.errors import VaecodecError
+
+EFFORTS = range(1, 10)
+DEFAULT_EFFORT = 1
+# Optimisation steps of each effort, 1 to 9.
+STEPS = (0, 4, 8, 12, 16, 24, 32, 48, 64)
+# The largest image an effort above the default codes (a 12-megapixel photo fits). The synthesis
+# runs strip by strip, but the optimisation also holds about a dozen latent-sized tensors (27 bytes
+# per pixel in all). Peak memory of an encode, measured with one step (the steps do not add to it):
+# 1.84 GB at 8.4 MP, 2.06 GB at 12 MP and 2.54 GB at 24 MP, against 1.65, 1.72 and 1.7-1.9 GB plain.
+MAX_PIXELS = 4096 * 3072
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The SGA run of one effort: ``steps`` Adam steps at ``learning_rate``, the temperature going
+    from ``temperatures[0]`` to ``temperatures[1]`` exponentially; ``seed`` of the rounding noise."""
+
+    steps: int
+    learning_rate: float = 0.02
+    temperatures: tuple[float, float] = (0.6, 0.2)
+    seed: int = 2020
+
+    def temperature(self, step: int) -> float:
+        start, end = self.temperatures
+        return start * (end / start) ** (step / max(self.steps - 1, 1))
+
+
+def check_effort(effort: object) -> int:
+    """``effort`` if it is on the scale, else a VaecodecError saying what the scale is."""
+    if isinstance(effort, bool) or not isinstance(effort, int) or effort not in EFFORTS:
+        raise VaecodecError(f"effort must be a whole number from {EFFORTS[0]} to {EFFORTS[-1]}, got {effort!r}")
+    return effort
+
+
+def schedule(effort: int) -> Schedule:
+    """The optimisation an effort runs (no steps at the default)."""
+    return Schedule(STEPS[check_effort(effort) - 1])
+
+
+def size_problem(effort: int, width: int, height: int) -> str | None:
+    """Why an image is too large for an effort, or None."""
+    if effort == DEFAULT_EFFORT or width * height <= MAX_PIXELS:
+        return None
+    return (f"effort above {DEFAULT_EFFORT} is limited to images of {MAX_PIXELS / 1e6:.1f} megapixels (memory); "
+            f"this one has {width * height / 1e6:.1f}; code it at effort {DEFAULT_EFFORT}")

@@ -1,0 +1,186 @@
+"""Choosing a latent's symbols for one image by stochastic Gumbel annealing (the encode effort).
+
+Yang, Bamler & Mandt, "Improving Inference for Neural Image Compression" (NeurIPS 2020). The
+variable is the gained residual u that the coder rounds (``GainedLatent``); the objective is the
+training loss of this one image with the decoder fixed: the bits of the symbols under their coding
+Gaussians (the tables' scales, so the estimate follows the coder) plus lambda * 255^2 * MSE of the
+decoded image, clamped to [0, 1] as the decoder clamps it. Rounding has no useful gradient, so
+each step draws a soft rounding of every element between floor(u) and ceil(u): a relaxed
+Bernoulli whose odds favour the nearer integer, sharper as the temperature falls. Adam follows
+the gradient; at the end the rounded result is kept if its objective beats the plain symbols'.
+Plain straight-through rounding and additive uniform noise made the objective worse here.
+
+Only the latent moves; the hyper-latent, and with it every mean and scale, stays the analysis's,
+so the hyper stream and the integer entropy parameters are computed once.
+
+Bounded memory and determinism: the synthesis runs forward and back tile by tile (the decoder's
+strips, with their margins), each tile's gradient added into the whole in a fixed order, each
+convolution on one thread (the caller's ``workers`` threads share out the tiles, as in
+``vaecodec.model.tiling``). The rounding noise comes from a fixed seed, drawn on the CPU in one call
+per step. So the same image, quality and effort give the same symbols whatever the thread count,
+and at most ``workers`` tiles' activations are held at once, besides about eight latent-sized
+tensors (the variable, Adam's two moments, the gradient, the scales, offsets, noise and best
+symbols: for a 24-megapixel photo 54 MB each).
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from vaecodec.effort import Schedule
+from vaecodec.latent.hyperprior import GainedLatent
+from vaecodec.model.layers import gaussian_likelihood
+from vaecodec.model.tiling import tile_boxes
+
+Progress = Callable[[int, int], None]  # (steps done, steps in all)
+_EDGE = 1e-5  # keeps atanh and the logistic noise finite
+_GROUP = 16  # latent channels whose rate terms are differentiated at once
+
+
+@dataclass(frozen=True)
+class Synthesis:
+    """The decoder's float transform and how it is tiled: ``tile`` (rows, columns) and ``margin``
+    in latent elements, ``scale`` image pixels per latent element."""
+
+    network: Callable[[torch.Tensor], torch.Tensor]
+    tile: tuple[int, int]
+    margin: int
+    scale: int
+
+
+def soft_round(u: torch.Tensor, temperature: float, uniform: torch.Tensor) -> torch.Tensor:
+    """An SGA sample of ``u``: floor(u) plus a relaxed choice of rounding up. The logit of rounding
+    down is -atanh(distance to the floor) / temperature (up: to the ceiling), and the relaxed
+    Bernoulli of those logits at the same temperature takes its logistic noise from ``uniform``."""
+    floor = torch.floor(u)
+    fraction = u - floor
+    down = torch.atanh(fraction.clamp(max=1 - _EDGE))
+    up = torch.atanh((1 - fraction).clamp(max=1 - _EDGE))
+    noise = torch.log(uniform) - torch.log1p(-uniform)
+    return floor + torch.sigmoid(((down - up) / temperature + noise) / temperature)
+
+
+def _bits(symbols: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """Bits of each (soft) symbol under its zero-mean coding Gaussian."""
+    return -torch.log2(gaussian_likelihood(symbols, torch.zeros((), device=symbols.device), scales))
+
+
+class _Objective:
+    """Rate + lambda * distortion of one image's latent symbols, in bits, and its gradient."""
+
+    def __init__(self, synthesis: Synthesis, pixels: torch.Tensor, latent: GainedLatent, lam: float,
+                 workers: int) -> None:
+        self.synthesis, self.pixels, self.latent, self.workers = synthesis, pixels, latent, workers
+        self.weight = lam * 255**2 / pixels.shape[1]  # per unit of squared error summed over the channels
+        self.boxes = tile_boxes(*latent.residual.shape[-2:], synthesis.tile)
+        channels = latent.residual.shape[1]
+        self.groups = [slice(start, min(start + _GROUP, channels)) for start in range(0, channels, _GROUP)]
+
+    def value(self, symbols: torch.Tensor) -> float:
+        """The objective of integer symbols, as the coder and the decoder would see them."""
+        _, squared_error = self._distortion(self._decoded(symbols), gradient=False)
+        bits = sum(float(_bits(symbols[:, group], self.latent.scales[:, group]).double().sum())
+                   for group in self.groups)
+        return bits + self.weight * squared_error
+
+    def gradient(self, u: torch.Tensor, temperature: float, uniform: torch.Tensor) -> torch.Tensor:
+        """The objective's gradient to ``u`` at its soft rounding (``soft_round``).
+
+        The synthesis runs first, on a soft rounding without a graph; the rounding is then redone
+        with one, for the rate and the chain rule, a group of channels at a time: the elementwise
+        graphs (some twenty latent-sized tensors whole) and the tiles' activations stay small."""
+        with torch.no_grad():
+            soft = torch.empty_like(u)
+            for group in self.groups:
+                soft[:, group] = soft_round(u[:, group], temperature, uniform[:, group])
+            decoded = self._decoded(soft)
+            del soft
+        gradient, _ = self._distortion(decoded, gradient=True)
+        del decoded
+        gradient.mul_(self.latent.inverse_gain * self.weight)  # now to the soft symbols
+        for group in self.groups:
+            with torch.enable_grad():
+                piece = u[:, group].detach().requires_grad_(True)
+                soft = soft_round(piece, temperature, uniform[:, group])
+                bits = _bits(soft, self.latent.scales[:, group]).sum()
+                (piece_gradient,) = torch.autograd.grad([bits, soft], [piece], [torch.ones_like(bits), gradient[:, group]])
+            gradient[:, group] = piece_gradient
+        return gradient
+
+    def _decoded(self, symbols: torch.Tensor) -> torch.Tensor:
+        return (symbols + self.latent.offset).mul_(self.latent.inverse_gain)
+
+    def _distortion(self, y_hat: torch.Tensor, gradient: bool) -> tuple[torch.Tensor | None, float]:
+        """The summed squared error of the decoded image and, with ``gradient``, its gradient to
+        ``y_hat``: tile by tile, added up in the tiles' order."""
+        pieces = self._map(lambda box: self._tile(y_hat, box, gradient))
+        total = torch.zeros_like(y_hat) if gradient else None
+        squared_error = 0.0
+        for (rows, cols), piece_gradient, piece_error in pieces:
+            if total is not None and piece_gradient is not None:
+                total[..., rows, cols] += piece_gradient
+            squared_error += piece_error
+        return total, squared_error
+
+    def _map(self, run: Callable) -> list:
+        workers = min(self.workers, len(self.boxes))
+        with ThreadPoolExecutor(workers) if workers > 1 else nullcontext() as pool:
+            return list(pool.map(run, self.boxes) if pool else map(run, self.boxes))
+
+    def _tile(self, y_hat: torch.Tensor, box: tuple[int, int, int, int],
+              gradient: bool) -> tuple[tuple[slice, slice], torch.Tensor | None, float]:
+        """One tile: its input's extent, the gradient there, and its centre's squared error."""
+        top, left, bottom, right = box
+        height, width = y_hat.shape[-2:]
+        margin, scale = self.synthesis.margin, self.synthesis.scale
+        rows = slice(max(top - margin, 0), min(bottom + margin, height))
+        cols = slice(max(left - margin, 0), min(right + margin, width))
+        image_height, image_width = self.pixels.shape[-2:]
+        out_rows = (top * scale, min(bottom * scale, image_height))  # the centre, less the padding
+        out_cols = (left * scale, min(right * scale, image_width))
+        if out_rows[0] >= out_rows[1] or out_cols[0] >= out_cols[1]:
+            return (rows, cols), None, 0.0
+        # Grad mode is per thread: set here, in the worker that runs the tile.
+        with torch.enable_grad() if gradient else torch.no_grad():
+            piece = y_hat[..., rows, cols].detach().requires_grad_(gradient)
+            out = self.synthesis.network(piece)
+            first_row, first_col = (top - rows.start) * scale, (left - cols.start) * scale
+            out = out[..., first_row : first_row + out_rows[1] - out_rows[0],
+                      first_col : first_col + out_cols[1] - out_cols[0]].float().clamp(0, 1)
+            error = (out - self.pixels[..., out_rows[0] : out_rows[1], out_cols[0] : out_cols[1]]).square().sum()
+            piece_gradient = torch.autograd.grad(error, piece)[0] if gradient else None
+        return (rows, cols), piece_gradient, float(error.detach())
+
+
+def refine(synthesis: Synthesis, pixels: torch.Tensor, latent: GainedLatent, lam: float, schedule: Schedule,
+           workers: int = 1, progress: Progress | None = None) -> torch.Tensor:
+    """The symbols (integers, float32, like ``latent.residual``) that SGA finds for this image:
+    ``pixels`` (1, 3, H, W) in [0, 1] on the latent's device, ``lam`` the level's trade-off.
+
+    Returns the plain symbols, round(residual), when the run does not improve on them. Call it with
+    torch on one thread (``workers`` threads then run the tiles) for bytes that do not depend on
+    the thread count.
+    """
+    if schedule.steps == 0:
+        return torch.round(latent.residual)
+    objective = _Objective(synthesis, pixels, latent, lam, workers)
+    u = latent.residual.clone().requires_grad_(True)
+    adam = torch.optim.Adam([u], lr=schedule.learning_rate)
+    generator = torch.Generator().manual_seed(schedule.seed)
+    for step in range(schedule.steps):
+        uniform = torch.rand(u.shape, generator=generator).clamp_(_EDGE, 1 - _EDGE).to(u.device)
+        u.grad = objective.gradient(u.detach(), schedule.temperature(step), uniform)
+        del uniform
+        adam.step()
+        u.grad = None
+        if progress is not None:
+            progress(step + 1, schedule.steps)
+    found = torch.round(u.detach())
+    del u, adam
+    plain = torch.round(latent.residual)
+    return found if objective.value(found) < objective.value(plain) else plain
