@@ -288,6 +288,14 @@ class Codec:
             self._earlier[weights_id] = _Transforms(load_weights(path), self.device, self._dtype)
         return self._earlier[weights_id]
 
+    def _file_transforms(self, file: VaeFile) -> _Transforms:
+        """The weights a file names, if its format version is the one their coder writes."""
+        transforms = self._transforms_for(file.weights_id)
+        if file.version != transforms.coder.format_version:
+            raise VaecodecError(f"file is .vae version {file.version}, but its weights write version "
+                                f"{transforms.coder.format_version}: the file is damaged")
+        return transforms
+
     @torch.no_grad()
     def _analyse(self, image: ImageLike) -> AnalysedImage:
         """The quality-independent half of encoding (transforms, hyper-latent, hyper stream)."""
@@ -326,7 +334,8 @@ class Codec:
         """The quality-dependent half of encoding: the latent stream at a header quality, and the file."""
         latent_stream = self._main.coder.encode(analysed.latent, self._main.level_units(quality))
         return VaeFile(analysed.mode, analysed.width, analysed.height, quality, self.weights_id,
-                       analysed.latent.hyper_stream, latent_stream, analysed.alpha_plane, analysed.icc_profile)
+                       analysed.latent.hyper_stream, latent_stream, analysed.alpha_plane, analysed.icc_profile,
+                       self._main.coder.format_version)
 
     def _pixels(self, file: VaeFile) -> np.ndarray:
         """The decoded colour of a file as HxWx3 uint8 (RGB, grayscale as three equal channels)."""
@@ -340,14 +349,14 @@ class Codec:
     def _decoded_latent(self, file: VaeFile) -> torch.Tensor:
         """A file's decoded latent y_hat (1, M, h, w) on the codec's device, which ``_synthesise``
         turns into its pixels (``vaecodec.generative`` blends two files' latents in between)."""
-        transforms = self._transforms_for(file.weights_id)
+        transforms = self._file_transforms(file)
         return transforms.coder.decode(file.hyper_stream, file.latent_stream, latent_size(file.width, file.height),
                                        transforms.level_units(file.quality_units), self.device)
 
     def _symbol_information(self, file: VaeFile) -> dict[str, np.ndarray]:
         """A file's symbols with the bits each cost, from the tables it was coded with (the latent
         coder's ``symbol_information``; ``vaecodec.inspection`` draws them)."""
-        transforms = self._transforms_for(file.weights_id)
+        transforms = self._file_transforms(file)
         return transforms.coder.symbol_information(file.hyper_stream, file.latent_stream,
                                                    latent_size(file.width, file.height),
                                                    transforms.level_units(file.quality_units))

@@ -10,7 +10,7 @@ format, and any vaecodec with these weights decodes it. The search is stochastic
 
 The scale: effort 1 (the default) codes the analysis latent as it is, today's bytes; each higher
 effort runs more optimisation steps, each one pass of the synthesis transform forward and back
-(about 2-3 plain encodes of time). Every effort's schedule is the same apart from its length:
+(about the time of one plain encode). Every effort's schedule is the same apart from its length:
 Adam at a learning rate of 0.02 on the gained residual the coder rounds, the temperature annealed
 exponentially from 0.6 to 0.2, the rounded objective compared with the plain file's at the end.
 

@@ -198,12 +198,12 @@ def _decode(args: argparse.Namespace, job: Job) -> Outcome:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from vaecodec.format.container import VERSION, parse
+    from vaecodec.format.container import parse
 
     for name in args.inputs:
         file = parse(_read_input(name))
         print(f"{name}:")
-        print(f"  format version  {VERSION}")
+        print(f"  format version  {file.version}")
         print(f"  dimensions      {file.width}x{file.height} {file.mode}")
         print(f"  quality         {file.quality:g}")
         print(f"  weights id      {file.weights_id.hex()}")
@@ -222,6 +222,16 @@ def _rate_lambdas(text: str | None) -> tuple[float, ...] | None:
         raise VaecodecError(f"--lambdas: not a comma-separated list of numbers: {text!r}") from None
 
 
+def _context_groups(text: str | None) -> tuple[int, ...] | None:
+    """``--context-groups``: comma-separated channel counts (the model checks they add up)."""
+    if text is None:
+        return None
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise VaecodecError(f"--context-groups: not a comma-separated list of whole numbers: {text!r}") from None
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from vaecodec.train.loop import TrainSettings, train
 
@@ -230,6 +240,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         lr=args.lr, lr_final=args.lr_final, decay_start=args.decay_start, minutes=args.minutes, channels=args.channels,
         latent_channels=args.latent_channels, lambdas=_rate_lambdas(args.lambdas), lowest_level=args.lowest_level,
         level_tilt=args.level_tilt, clean_weight=args.clean_weight,
+        context_groups=_context_groups(args.context_groups), context_channels=args.context_channels,
         device=args.device, precision=args.precision, resume=args.resume,
         init_weights=Path(args.init_weights) if args.init_weights else None,
         checkpoint_minutes=args.checkpoint_minutes, eval_every=args.eval_every, eval_images=args.eval_images,
@@ -316,6 +327,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "--init-weights; more than theirs widens them, keeping what they compute)")
     train.add_argument("--latent-channels", type=int, help="M: channels of the latent (default 144, or those of "
                        "--init-weights; more than theirs adds latent channels)")
+    train.add_argument("--context-groups", metavar="G,G,...",
+                       help="a channel-conditional context: the latent channels of each group, in coding order, "
+                       "adding up to M, e.g. 16,16,32,80 (added to --init-weights with zero corrections)")
+    train.add_argument("--context-channels", type=int, default=64, help="width of the context groups' networks")
     train.add_argument("--lambdas", help="the rate levels' trade-offs, comma-separated and ascending (default: "
                        "those of --init-weights, else CompressAI's eight); gains start where the old curve had them")
     train.add_argument("--lowest-level", type=float,

@@ -1,10 +1,10 @@
-"""The ``.vae`` file format, version 1: the one place that defines it.
+"""The ``.vae`` file format, versions 1 and 2: the one place that defines it.
 
 All integers are little-endian. A file is a 40-byte header, the payload, and a CRC32 trailer::
 
     offset size field
     0      4    magic            b"VAEC"
-    4      1    version          1; a reader refuses larger versions
+    4      1    version          1 or 2 (below); a reader refuses larger versions
     5      1    colour mode      0 = RGB, 1 = L, 2 = RGBA, 3 = LA (L: grayscale, coded as RGB
                                  with equal channels and decoded to one channel)
     6      2    quality          quality x 100 (0..10000): selects the rate level of the weights
@@ -45,6 +45,15 @@ increasing table order and, within a table, in raster (channel, row, column) ord
    (decoder) at the rate level t = T / 10000; the synthesis network maps it to the padded image,
    which is cropped to width x height and rounded to 8 bits.
 
+Version 1 files are those of weights of model kind "hyperprior" (the weights file's ``kind``;
+absent means "hyperprior"): their latent stream is the one sequence of step 3. Version 2 files are
+those of weights of kind "channel-context": the latent's channels fall into the weights' context
+groups (``context_groups``), coded one group after another in the one latent stream, each group
+grouped by table and in raster order as above; before a group, its means and log-scales are
+corrected from the groups before it by the integer rule of ``vaecodec.latent.context`` (its
+module docstring), and steps 2 and 3 use the corrected values. A version 1 reader refuses version
+2 files by their version byte.
+
 The rate level of quality Q (the header's integer) is T = L + Q * ((levels - 1) * 10000 - L) // 10000
 in units of 1/10000 level, with L = 100 x the weights' lowest level in hundredths (their
 ``lowest_level_hundredths``, 0 when absent). The per-level log-gains (float and integer) are
@@ -56,8 +65,9 @@ Both streams must be consumed exactly. A decoder may refuse, before decoding it,
 length in bits plus 64 is less than half the information of its symbols at their tables' most
 probable values (``vaecodec.entropy.coder``): images code to longer streams (1.25 to 40 times
 that information, measured), and ANS would decode a short one to an image of whatever size the
-header claims. A file whose weights id differs from the loaded weights is refused: the same
-bytes decode to a different image under other weights.
+header claims. A file decodes only with the weights its id names (the same bytes decode to a
+different image under other weights); vaecodec keeps every set it has shipped
+(``vaecodec.model.weights``), and refuses a file whose weights it does not have.
 """
 
 from __future__ import annotations
@@ -71,7 +81,7 @@ from vaecodec.errors import VaecodecError
 from vaecodec.model.rate_levels import QUALITY_STEPS
 
 MAGIC = b"VAEC"
-VERSION = 1
+VERSION = 2  # the newest version this module reads and writes; files are written at their coder's
 MAX_DIMENSION = 65535
 MAX_PIXELS = 1 << 27  # 134 megapixels: refused before anything is allocated for them
 COLOUR_MODES = ("RGB", "L", "RGBA", "LA")
@@ -99,6 +109,7 @@ class VaeFile:
     latent_stream: bytes
     alpha_plane: bytes = b""
     icc_profile: bytes = b""
+    version: int = 1  # the stream layout: 1 for a "hyperprior" coder, 2 for a "channel-context" one
 
     @property
     def quality(self) -> float:
@@ -106,12 +117,14 @@ class VaeFile:
         return self.quality_units / 100
 
     def to_bytes(self) -> bytes:
+        if not 1 <= self.version <= VERSION:
+            raise FormatError(f"invalid .vae format version {self.version}")
         if self.mode not in COLOUR_MODES:
             raise FormatError(f"unsupported colour mode {self.mode!r}")
         _check_dimensions(self.width, self.height)
         _check_alpha(self.mode, self.alpha_plane)
         header = _HEADER.pack(
-            MAGIC, VERSION, COLOUR_MODES.index(self.mode), self.quality_units, self.width, self.height,
+            MAGIC, self.version, COLOUR_MODES.index(self.mode), self.quality_units, self.width, self.height,
             self.weights_id, len(self.hyper_stream), len(self.latent_stream), len(self.alpha_plane),
             len(self.icc_profile),
         )
@@ -172,4 +185,4 @@ def parse(data: bytes) -> VaeFile:
     ends = list(accumulate(lengths, initial=HEADER_SIZE))
     hyper, latent, alpha, icc = (data[start:end] for start, end in zip(ends[:-1], ends[1:]))
     _check_alpha(COLOUR_MODES[mode], alpha)
-    return VaeFile(COLOUR_MODES[mode], width, height, quality, weights_id, hyper, latent, alpha, icc)
+    return VaeFile(COLOUR_MODES[mode], width, height, quality, weights_id, hyper, latent, alpha, icc, version)

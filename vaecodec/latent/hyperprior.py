@@ -25,7 +25,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 import torch
 
-from vaecodec.entropy.coder import CodingTables
+from vaecodec.entropy.coder import CodingTables, SegmentReader
 from vaecodec.entropy.tables import (HYPER_PRECISION_BITS, LOG_UNIT, SCALE_TABLE, gaussian_table_counts,
                                      quantize_pmf, scale_index)
 from vaecodec.model.fixed_point import ACT_BITS, IntegerSequential, build_log_scale_table, log_scales, to_fixed
@@ -114,6 +114,7 @@ class HyperpriorCoder:
     """The latent coder of ``HyperpriorModel`` weights (kind "hyperprior"); see the module docstring."""
 
     kind = "hyperprior"
+    format_version = 1  # of the files it writes (``vaecodec.format.container``)
 
     @staticmethod
     def frozen_tables(model: HyperpriorModel) -> dict[str, torch.Tensor]:
@@ -176,8 +177,7 @@ class HyperpriorCoder:
     def decode(self, hyper_stream: bytes, latent_stream: bytes, latent_size: tuple[int, int], level_units: int,
                device: torch.device) -> torch.Tensor:
         """The decoded latent (1, M, h, w) float32 on ``device``, from the two streams."""
-        _, means, indexes, symbols = self._read(_from_stream(hyper_stream), _from_stream(latent_stream), latent_size,
-                                                level_units)
+        _, means, indexes, symbols = self._read_streams(hyper_stream, latent_stream, latent_size, level_units)
         del indexes  # as large as the latent: freed before the reconstruction's tensors
         return self._reconstruct(symbols, means, level_units, device)
 
@@ -188,7 +188,7 @@ class HyperpriorCoder:
         with (``CodingTables.information``): "z" (1, N, h/4, w/4) and its "hyper_bits"; the latent
         "symbols" (1, M, h, w), their "means" before gains, "scale_indexes" and "latent_bits"; and
         "gains" (M,), the float gains of the level (symbols count steps of 1/gain)."""
-        read = self._read(_from_stream(hyper_stream), _from_stream(latent_stream), latent_size, level_units)
+        read = self._read_streams(hyper_stream, latent_stream, latent_size, level_units)
         hyper_indexes = self._hyper_table_indexes(read.z_symbols.shape)
         gain, _ = self._gains(level_units, torch.device("cpu"))
         return {"z": read.z_symbols + self.z_offsets[None, :, None, None].numpy(),
@@ -206,6 +206,15 @@ class HyperpriorCoder:
         read = self._read(draw, draw, latent_size, level_units)
         return self._reconstruct(read.symbols, read.means, level_units, device)
 
+    def _read_streams(self, hyper_stream: bytes, latent_stream: bytes, latent_size: tuple[int, int],
+                      level_units: int) -> _Read:
+        """:meth:`_read` from a file's streams, each of which must be consumed exactly."""
+        hyper, latent = SegmentReader(hyper_stream), SegmentReader(latent_stream)
+        read = self._read(hyper, latent, latent_size, level_units)
+        hyper.finish()
+        latent.finish()
+        return read
+
     def _read(self, hyper: SymbolSource, latent: SymbolSource, latent_size: tuple[int, int],
               level_units: int) -> _Read:
         """The symbols in decoding order: z from ``hyper`` under its tables, the entropy parameters
@@ -213,9 +222,14 @@ class HyperpriorCoder:
         shape = self.hyper_shape(*latent_size)
         z_symbols = hyper(self.hyper_tables, self._hyper_table_indexes(shape))
         means, log_scales = self.entropy_parameters(torch.from_numpy(z_symbols) + self.z_offsets[None, :, None, None])
+        return _Read(z_symbols, *self._read_latent(means, log_scales, level_units, latent))
+
+    def _read_latent(self, means: torch.Tensor, log_scales: torch.Tensor, level_units: int,
+                     latent: SymbolSource) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+        """(means, table indexes, symbols) of the latent, given the hyperprior's means and log-scales."""
         indexes = self.entropy_parameters.indexes(log_scales, level_units).numpy()
         del log_scales
-        return _Read(z_symbols, means, indexes, latent(self.latent_tables, indexes))
+        return means, indexes, latent(self.latent_tables, indexes)
 
     def _reconstruct(self, symbols: np.ndarray, means: torch.Tensor, level_units: int,
                      device: torch.device) -> torch.Tensor:
@@ -225,12 +239,8 @@ class HyperpriorCoder:
 
 
 # Where a set of symbols comes from, given the tables and each symbol's table index: a stream's ANS
-# decoder, or a random draw.
+# decoder (a ``SegmentReader``, read one segment a call), or a random draw.
 SymbolSource = Callable[[CodingTables, np.ndarray], np.ndarray]
-
-
-def _from_stream(stream: bytes) -> SymbolSource:
-    return lambda tables, indexes: tables.decode(stream, indexes)
 
 
 class _Read(NamedTuple):

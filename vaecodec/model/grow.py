@@ -15,6 +15,10 @@ channels, which the hyper-synthesis first predicts with zero mean.
 - ``latent_channels`` (M) adds latent channels: the analysis emits them, the hyper networks read
   and predict them (their hidden widths follow M), the synthesis reads them; their gains start at
   the mean of the trained ones at each level.
+
+``with_context`` gives a model a channel-conditional context (``HyperpriorModel``'s
+``context_groups``) whose corrections start at zero: it codes exactly as before, in the other
+stream layout, until training moves them.
 """
 
 from __future__ import annotations
@@ -43,6 +47,18 @@ def _embed(old: torch.Tensor, new: torch.Tensor, transposed: bool) -> torch.Tens
 def _scale_rows(old_m: int, new_m: int) -> torch.Tensor:
     """Where the hyper-synthesis's old output rows go: means 0..M-1 stay, scales M+j move to M'+j."""
     return torch.cat([torch.arange(old_m), torch.arange(old_m) + new_m])
+
+
+def with_context(model: HyperpriorModel, groups: tuple[int, ...], hidden: int = 64) -> HyperpriorModel:
+    """A copy of ``model`` with context groups (their channels, in coding order) added."""
+    if model.config.context_groups:
+        raise VaecodecError("the model has context groups already")
+    if sum(groups) != model.config.latent_channels or min(groups, default=0) < 1:
+        raise VaecodecError(f"context groups {','.join(map(str, groups))} must add up to the "
+                            f"{model.config.latent_channels} latent channels")
+    grown = HyperpriorModel(replace(model.config, context_groups=tuple(groups), context_channels=hidden))
+    grown.load_state_dict(model.state_dict(), strict=False)  # all but the new context networks
+    return grown
 
 
 def widen(model: HyperpriorModel, channels: int, latent_channels: int, seed: int = 0) -> HyperpriorModel:

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vaecodec.errors import VaecodecError
 from vaecodec.model.layers import GDN, FactorizedDensity, gaussian_likelihood
 from vaecodec.model.rate_levels import blend
 
@@ -126,7 +127,8 @@ class HyperpriorModel(nn.Module):
         self.hyper_density = FactorizedDensity(h)
         if config.context_groups:
             if sum(config.context_groups) != m or min(config.context_groups) < 1:
-                raise ValueError(f"context groups {config.context_groups} do not divide {m} latent channels")
+                raise VaecodecError(f"context groups {','.join(map(str, config.context_groups))} must add up to "
+                                    f"the {m} latent channels")
             self.context = nn.ModuleList(context_network(2 * (end - first) + first, config.context_channels,
                                                          2 * (end - first)) for first, end in config.group_bounds())
         # Step size scales as 1/sqrt(lambda) at high rate, so start the gains there.

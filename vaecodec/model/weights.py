@@ -23,13 +23,15 @@ from pathlib import Path
 import torch
 
 from vaecodec.errors import VaecodecError
+from vaecodec.latent.context import ContextCoder
 from vaecodec.latent.hyperprior import HyperpriorCoder
 from vaecodec.model.hyperprior import HyperpriorModel, ModelConfig
 
 DEFAULT_WEIGHTS_NAME = "vaecodec-default.pt"
 _FORMAT = "vaecodec-weights-1"
 # Model kind -> (network class, latent coder class).
-KINDS: dict[str, tuple[type, type]] = {HyperpriorCoder.kind: (HyperpriorModel, HyperpriorCoder)}
+KINDS: dict[str, tuple[type, type]] = {HyperpriorCoder.kind: (HyperpriorModel, HyperpriorCoder),
+                                       ContextCoder.kind: (HyperpriorModel, ContextCoder)}
 
 
 @dataclass
@@ -60,7 +62,7 @@ def packaged_weights_path(weights_id: bytes) -> Path | None:
 
 
 def model_kind(model: HyperpriorModel) -> str:
-    return next(kind for kind, (network, _) in KINDS.items() if type(model) is network)
+    return ContextCoder.kind if model.config.context_groups else HyperpriorCoder.kind
 
 
 def serialize_weights(model: HyperpriorModel, metadata: dict | None = None) -> bytes:

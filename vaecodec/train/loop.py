@@ -25,7 +25,7 @@ import torch.distributed as dist
 
 from vaecodec.allocator import keep_freed_memory
 from vaecodec.errors import VaecodecError
-from vaecodec.model.grow import widen
+from vaecodec.model.grow import widen, with_context
 from vaecodec.model.hyperprior import HyperpriorModel, ModelConfig
 from vaecodec.model.precision import autocast, resolve_precision
 from vaecodec.model.weights import load_weights, save_weights
@@ -45,6 +45,8 @@ class TrainSettings:
     minutes: float = 0.0  # when set, run this long instead of up to `steps`; the schedule follows time
     channels: int | None = None  # N of a new model (default 96); with init_weights, a larger N widens them
     latent_channels: int | None = None  # M of a new model (default 144); with init_weights, a larger M widens them
+    context_groups: tuple[int, ...] | None = None  # when set, channel-conditional context groups (adds them to init_weights)
+    context_channels: int = 64  # width of the context groups' networks
     lambdas: tuple[float, ...] | None = None  # when set, the rate levels' trade-offs (ascending)
     lowest_level: float | None = None  # when set, the rate level of quality 0
     level_tilt: float = 0.0  # 0 draws rate levels uniformly; up to 1 favours the top (see sample_levels)
@@ -138,7 +140,6 @@ def train(settings: TrainSettings, log=print) -> HyperpriorModel:
     out.mkdir(parents=True, exist_ok=True)
     checkpoint_path = out / "checkpoint.pt"
 
-    model = HyperpriorModel(ModelConfig(settings.channels or 96, settings.latent_channels or 144))
     optimizer_state = None  # Adam starts afresh unless the run resumes
     step, elapsed = 0, 0.0
     schedule_start = 0  # the step a --steps schedule runs from: 0, or where --init-weights left off
@@ -163,6 +164,13 @@ def train(settings: TrainSettings, log=print) -> HyperpriorModel:
         if (channels, latent_channels) != (model.config.channels, model.config.latent_channels):
             model = widen(model, channels, latent_channels, seed=settings.seed).train()
             log(f"widened to {channels} transform channels, {latent_channels} latent channels")
+        if settings.context_groups and tuple(settings.context_groups) != model.config.context_groups:
+            model = with_context(model, tuple(settings.context_groups), settings.context_channels).train()
+            log(f"context groups {','.join(map(str, settings.context_groups))} added")
+    else:
+        model = HyperpriorModel(ModelConfig(settings.channels or 96, settings.latent_channels or 144,
+                                            context_groups=tuple(settings.context_groups or ()),
+                                            context_channels=settings.context_channels))
     if settings.lambdas is not None or settings.lowest_level is not None:
         if resumed:
             raise VaecodecError("--lambdas and --lowest-level start a new run; a resumed run keeps its own")

@@ -1,0 +1,114 @@
+"""The channel-conditional latent coder (kind "channel-context"): groups of channels coded in turn.
+
+Everything of the hyperprior's coder holds (``vaecodec.latent.hyperprior``: the hyper stream, the
+integer hyper-synthesis, the gains, the Gaussian tables), and the latent's channels are coded in
+the groups of ``ModelConfig.context_groups``, one after another. Before group k is coded, its
+entropy parameters are corrected from what the decoder already has, in exact integer arithmetic
+(``vaecodec.model.fixed_point``; all values below are fixed-point integers with ACT_BITS
+fractional bits unless said otherwise):
+
+1. The group's context network (``HyperpriorModel.context[k]``, convolutions and LeakyReLUs run
+   as an ``IntegerSequential``) reads, channel-stacked: the group's hyperprior means mu, its
+   hyperprior log-scales (the integer log-scales, units of 1/LOG_UNIT, times 2**ACT_BITS /
+   LOG_UNIT), and the decoded latent d of every earlier group.
+2. Its output's first half is added to the means: mu' = mu + out[:G]; the second half, floored to
+   units of 1/LOG_UNIT (floor(out[G:] * LOG_UNIT / 2**ACT_BITS)), is added to the log-scales.
+3. Coding is as in the hyperprior's coder with mu' and the corrected log-scales: the table index
+   is scale_index(log-scale + L), L the level's integer log-gain of the channel, and the symbol is
+   s = round(y * g - mu' * g) with the float gain g.
+4. The group's decoded latent, for the groups after it, is d = mu' + s * E[L], clamped to
+   +-ACT_LIMIT, where E is the weights' frozen table E[L] = round(2**ACT_BITS * exp(-L / LOG_UNIT))
+   (``exp_table``, for L in -EXP_RANGE..EXP_RANGE, L clamped to it): s / g in fixed point,
+   computed without floating point.
+
+The latent stream holds the groups' symbols in order, each group grouped by table index as the
+hyperprior's one stream is (``CodingTables.encode_segments``).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+
+from vaecodec.entropy.tables import LOG_UNIT, scale_index
+from vaecodec.latent.hyperprior import HyperpriorCoder, PreparedLatent, SymbolSource
+from vaecodec.model.fixed_point import ACT_BITS, ACT_LIMIT, IntegerSequential
+from vaecodec.model.hyperprior import HyperpriorModel
+from vaecodec.model.rate_levels import blend_exact
+
+EXP_RANGE = 4096  # integer log-gains (1/LOG_UNIT) the exp table covers: gains of e**-16 .. e**16
+_PER_LOG_UNIT = (1 << ACT_BITS) // LOG_UNIT  # fixed-point steps per 1/LOG_UNIT of a log-scale
+
+# symbols of a group, from its channels, its float means mu' (before gains) and its table indexes
+GroupSymbols = Callable[[slice, torch.Tensor, np.ndarray], np.ndarray]
+
+
+def build_exp_table() -> torch.Tensor:
+    """E[L] = round(2**ACT_BITS * exp(-L / LOG_UNIT)) for L = -EXP_RANGE .. EXP_RANGE (built at export)."""
+    levels = torch.arange(-EXP_RANGE, EXP_RANGE + 1, dtype=torch.float64)
+    return torch.round((1 << ACT_BITS) * torch.exp(-levels / LOG_UNIT)).to(torch.int64)
+
+
+class ContextCoder(HyperpriorCoder):
+    """The latent coder of weights with context groups; see the module docstring."""
+
+    kind = "channel-context"
+    format_version = 2
+
+    @staticmethod
+    def frozen_tables(model: HyperpriorModel) -> dict[str, torch.Tensor]:
+        return {**HyperpriorCoder.frozen_tables(model), "exp_table": build_exp_table()}
+
+    def __init__(self, model: HyperpriorModel, tables: dict[str, torch.Tensor]) -> None:
+        super().__init__(model, tables)
+        self.exp_table = tables["exp_table"].to(torch.int64)
+        self.groups = [slice(first, end) for first, end in model.config.group_bounds()]
+        self.networks = [IntegerSequential(network) for network in model.context]
+
+    @torch.no_grad()
+    def encode(self, prepared: PreparedLatent, level_units: int) -> bytes:
+        """The latent stream at an integer rate level: the groups' segments in order."""
+        gain, _ = self._gains(level_units, prepared.y.device)
+        segments: list[tuple[np.ndarray, np.ndarray]] = []
+
+        def symbols(group: slice, means: torch.Tensor, indexes: np.ndarray) -> np.ndarray:
+            g = gain[:, group]
+            values = torch.round(prepared.y[:, group] * g - means.to(g.device) * g).cpu().numpy()
+            segments.append((values, indexes))
+            return values
+
+        self._walk(prepared.means.cpu(), prepared.log_scales, level_units, symbols)
+        return self.latent_tables.encode_segments(segments)
+
+    def _read_latent(self, means: torch.Tensor, log_scales: torch.Tensor, level_units: int,
+                     latent: SymbolSource) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+        return self._walk(means, log_scales, level_units,
+                          lambda group, group_means, indexes: latent(self.latent_tables, indexes))
+
+    def _walk(self, means: torch.Tensor, log_scales: torch.Tensor, level_units: int,
+              symbols_of: GroupSymbols) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+        """The groups in coding order: each one's corrected means and table indexes from what came
+        before, then its symbols (``symbols_of``); returns the whole latent's (means, indexes, symbols)."""
+        fixed_means = torch.round(means.double() * (1 << ACT_BITS))  # exact: the means are fixed-point values
+        log_gains = blend_exact(self.entropy_parameters.log_gain, level_units)
+        all_means, all_indexes, all_symbols, decoded = [], [], [], []
+        for group, network in zip(self.groups, self.networks):
+            group_means, group_log_scales = fixed_means[:, group], log_scales[:, group].to(torch.int64)
+            inputs = torch.cat([group_means, group_log_scales.double() * _PER_LOG_UNIT, *decoded], dim=1)
+            correction = network(inputs)
+            size = group.stop - group.start
+            group_means = group_means + correction[:, :size]
+            steps = torch.div(correction[:, size:], _PER_LOG_UNIT, rounding_mode="floor").to(torch.int64)
+            level_gains = log_gains[group][None, :, None, None]
+            indexes = scale_index(group_log_scales + steps + level_gains).numpy()
+            float_means = (group_means / (1 << ACT_BITS)).float()
+            values = symbols_of(group, float_means, indexes)
+            inverse_gains = self.exp_table[(level_gains + EXP_RANGE).clamp(0, 2 * EXP_RANGE)]
+            decoded.append((group_means + torch.from_numpy(values).double() * inverse_gains.double())
+                           .clamp(-ACT_LIMIT, ACT_LIMIT))
+            all_means.append(float_means)
+            all_indexes.append(indexes)
+            all_symbols.append(values)
+        return torch.cat(all_means, dim=1), np.concatenate(all_indexes, axis=1), np.concatenate(all_symbols, axis=1)
