@@ -25,7 +25,10 @@ from vaecodec.codec import SYNTHESIS_TILING
 from vaecodec.effort import DEFAULT_EFFORT, schedule, size_problem
 from vaecodec.format.container import parse
 from vaecodec.latent import sga
+from vaecodec.model.grow import with_context
+from vaecodec.model.hyperprior import HyperpriorModel, ModelConfig
 from vaecodec.model.rate_levels import QUALITY_STEPS, level_of, quality_units
+from vaecodec.model.weights import serialize_weights, weights_from_bytes
 
 from conftest import psnr
 
@@ -129,6 +132,14 @@ def test_images_too_large_for_an_effort_are_refused() -> None:
     assert size_problem(DEFAULT_EFFORT, 6000, 4000) is None
     assert size_problem(9, 4000, 3000) is None
     assert "limited to images of 12.6 megapixels (memory); this one has 24.0" in size_problem(2, 6000, 4000)
+
+
+def test_weights_with_context_groups_refuse_an_effort(photo: Image.Image) -> None:
+    """Their groups' parameters depend on earlier groups' symbols, which the objective takes as fixed."""
+    model = with_context(HyperpriorModel(ModelConfig(8, 12)), (4, 8), hidden=8).eval()
+    codec = vaecodec.Codec(weights_from_bytes(serialize_weights(model)), precision="fp32")
+    with pytest.raises(vaecodec.VaecodecError, match="effort above 1 is not available yet"):
+        codec.compress(photo, 60, effort=2)
 
 
 def test_a_command_line_batch_writes_the_api_bytes(tmp_path: Path, capsys) -> None:

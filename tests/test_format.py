@@ -15,10 +15,21 @@ SAMPLE = VaeFile("RGB", 17, 33, 6250, bytes(range(8)), b"\x01\x02\x03\x04", b"\x
 
 def test_round_trip_keeps_every_field() -> None:
     data = SAMPLE.to_bytes()
-    assert data[:4] == MAGIC and data[4] == VERSION
+    assert data[:4] == MAGIC and data[4] == SAMPLE.version == 1
     assert parse(data) == SAMPLE
     assert len(data) == SAMPLE.size == HEADER_SIZE + 4 + 12 + 4
     assert SAMPLE.bits_per_pixel == pytest.approx(8 * len(data) / (17 * 33))
+
+
+def test_version_2_round_trips_and_other_versions_are_refused() -> None:
+    """Version 2 (a context coder's stream layout) is written and read; 0 and 3 cannot be written."""
+    from dataclasses import replace
+
+    newer = replace(SAMPLE, version=2)
+    assert VERSION == 2 and newer.to_bytes()[4] == 2 and parse(newer.to_bytes()) == newer
+    for version in (0, 3):
+        with pytest.raises(FormatError, match="version"):
+            replace(SAMPLE, version=version).to_bytes()
 
 
 def test_grayscale_mode_round_trips() -> None:

@@ -237,7 +237,8 @@ class Codec:
             if not isinstance(psnr, (int, float)) or not 0 < psnr < 100:
                 raise VaecodecError(f"psnr must be a number of dB between 0 and 100, got {psnr!r}")
             reference = analysed.pixels.mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-            return ratecontrol.fit_psnr(encode, lambda data: psnr_of(reference, self._pixels(parse(data))), psnr, refined)
+            return ratecontrol.fit_psnr(encode, lambda data: psnr_of(reference, self._pixels(parse(data))), psnr,
+                                        refined)
         return (refined or encode)(units)
 
     def decompress(self, data: bytes) -> Image.Image:

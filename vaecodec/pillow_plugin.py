@@ -3,7 +3,8 @@
 After the import, ``Image.open("x.vae")`` reads the header at once (size; the original's mode,
 RGB, L, RGBA or LA; its ICC profile in ``info``) and runs the networks only when the pixels are
 needed, like any lazy Pillow format; ``im.save("x.vae", quality=60)`` writes exactly
-``vaecodec.compress(im, 60)`` (``size=``, ``bpp=`` and ``psnr=`` targets and ``effort=`` work too). Both use the shared CPU codec of ``vaecodec.api``. A damaged .vae
+``vaecodec.compress(im, 60)`` (``size=``, ``bpp=`` and ``psnr=`` targets work too, and ``effort=``).
+Both use the shared CPU codec of ``vaecodec.api``. A damaged .vae
 file raises ``VaecodecError`` (a ``ValueError``) from ``Image.open`` with the reason, rather than
 Pillow's vaguer "cannot identify image file".
 """
@@ -64,8 +65,8 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     from vaecodec.effort import DEFAULT_EFFORT
 
     options = im.encoderinfo
-    fp.write(compress(im, options.get("quality"), size=options.get("size"), bpp=options.get("bpp"), psnr=options.get("psnr"),
-                      effort=options.get("effort", DEFAULT_EFFORT)))
+    fp.write(compress(im, options.get("quality"), size=options.get("size"), bpp=options.get("bpp"),
+                      psnr=options.get("psnr"), effort=options.get("effort", DEFAULT_EFFORT)))
 
 
 def register() -> None:

@@ -4,7 +4,7 @@
     python bench/scripts/speed_vs_compressai.py /path/to/kodak/kodim01.png --threads 2
 
 Both codecs run in this process with the same torch thread count, on the same photo, and the
-median of several repeats is printed (real bitstreams both: CompressAI's rANS coder, vaecodec's
+median of several repeats is printed (vaecodec at its default precision and in fp32) (real bitstreams both: CompressAI's rANS coder, vaecodec's
 constriction coder). CompressAI's pretrained weights are used when its cache has them or the
 network allows the download; otherwise its untrained network is timed (the same convolutions, so
 the same network time; its entropy coding then sees untrained statistics), and the output says so.
@@ -57,11 +57,14 @@ def main() -> None:
     pixels = np.asarray(Image.open(args.image).convert("RGB"))
     height, width = pixels.shape[:2]
 
-    codec = vaecodec.Codec()
-    data = codec.compress(pixels, args.quality)
-    rows = [("vaecodec", f"weights {codec.weights_id.hex()}", 8 * len(data) / (height * width),
-             median_seconds(lambda: codec.compress(pixels, args.quality), args.repeats),
-             median_seconds(lambda: codec.decompress(data), args.repeats))]
+    rows = []
+    for precision in ("auto", "fp32"):  # the default, and fp32 for comparison
+        codec = vaecodec.Codec(precision=precision)
+        data = codec.compress(pixels, args.quality)
+        rows.append((f"vaecodec ({precision})", f"weights {codec.weights_id.hex()}, {codec.precision}",
+                     8 * len(data) / (height * width),
+                     median_seconds(lambda: codec.compress(pixels, args.quality), args.repeats),
+                     median_seconds(lambda: codec.decompress(data), args.repeats)))
 
     model, note = compressai_model(args.compressai_quality)
     x = torch.from_numpy(pixels.copy()).permute(2, 0, 1)[None].float() / 255

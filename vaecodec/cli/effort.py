@@ -18,11 +18,12 @@ from vaecodec.effort import DEFAULT_EFFORT, EFFORTS, STEPS
 
 HELP = (f"{EFFORTS[0]}-{EFFORTS[-1]} (default {DEFAULT_EFFORT}): encode time spent on a smaller file at the same "
         "quality, decoded as any other. Above 1 the latent is optimised for the image (effort 5: "
-        f"{STEPS[4]} steps, about 15-20x the time of a plain encode, files 2.5%% smaller at equal PSNR; 9: {STEPS[8]} "
-        "steps, about 60x, 6.4%% smaller; measured on Kodak, see the README). With --size/--bpp/--psnr the quality is searched with plain encodes, then the file "
-        "at the found quality is optimised and checked against the target again (if it misses, a nearby "
-        "quality is, up to 3 times, else the plain file is kept): the search's cost plus usually one "
-        "optimisation, and the file stays at the plain search's quality, typically a little under a size target")
+        f"{STEPS[4]} steps, about 18x the time of a plain encode, 2.8%% fewer bits at equal PSNR; "
+        f"9: {STEPS[8]} steps, about 60x, 6.8%% fewer; measured on Kodak, see the README). With "
+        "--size/--bpp/--psnr the quality is searched with plain encodes, then the file at the found quality "
+        "is optimised and checked against the target again (if it misses, a nearby quality is, up to 3 "
+        "times, else the plain file is kept): the search's cost plus usually one optimisation, and the "
+        "file stays at the plain search's quality, typically a little under a size target")
 
 
 def parse_effort(text: str) -> int:
@@ -38,7 +39,8 @@ def parse_effort(text: str) -> int:
 
 
 @contextmanager
-def terminal_progress(name: str, effort: int, stream: TextIO | None = None) -> Iterator[Callable[[int, int], None] | None]:
+def terminal_progress(name: str, effort: int,
+                      stream: TextIO | None = None) -> Iterator[Callable[[int, int], None] | None]:
     """A ``progress`` callback for ``Codec.compress`` that redraws ``NAME: effort 9, step 12/64``
     on a terminal, and erases the line when the block ends (also on an error or Ctrl-C); None
     where nothing is to be shown."""

@@ -33,7 +33,8 @@ import numpy as np
 import torch
 
 from vaecodec.entropy.tables import LOG_UNIT, scale_index
-from vaecodec.latent.hyperprior import HyperpriorCoder, PreparedLatent, SymbolSource
+from vaecodec.errors import VaecodecError
+from vaecodec.latent.hyperprior import GainedLatent, HyperpriorCoder, PreparedLatent, SymbolSource
 from vaecodec.model.fixed_point import ACT_BITS, ACT_LIMIT, IntegerSequential
 from vaecodec.model.hyperprior import HyperpriorModel
 from vaecodec.model.rate_levels import blend_exact
@@ -81,6 +82,11 @@ class ContextCoder(HyperpriorCoder):
 
         self._walk(prepared.means.cpu(), prepared.log_scales, level_units, symbols)
         return self.latent_tables.encode_segments(segments)
+
+    def gained(self, prepared: PreparedLatent, level_units: int) -> GainedLatent:
+        """Not for this coder yet: a group's means and scales depend on the earlier groups' symbols,
+        which the encode effort's objective (``vaecodec.latent.sga``) takes as fixed."""
+        raise VaecodecError(f"an effort above 1 is not available yet for weights of kind {self.kind!r}")
 
     def _read_latent(self, means: torch.Tensor, log_scales: torch.Tensor, level_units: int,
                      latent: SymbolSource) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:

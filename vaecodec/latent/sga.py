@@ -108,7 +108,8 @@ class _Objective:
                 piece = u[:, group].detach().requires_grad_(True)
                 soft = soft_round(piece, temperature, uniform[:, group])
                 bits = _bits(soft, self.latent.scales[:, group]).sum()
-                (piece_gradient,) = torch.autograd.grad([bits, soft], [piece], [torch.ones_like(bits), gradient[:, group]])
+                (piece_gradient,) = torch.autograd.grad([bits, soft], [piece],
+                                                        [torch.ones_like(bits), gradient[:, group]])
             gradient[:, group] = piece_gradient
         return gradient
 
