@@ -19,9 +19,7 @@ from vaecodec.format.container import parse
 from vaecodec.latent.context import ContextCoder
 from vaecodec.model.grow import with_context
 from vaecodec.model.hyperprior import HyperpriorModel, ModelConfig
-from vaecodec.model.weights import load_weights, save_weights, serialize_weights, weights_from_bytes
-
-from conftest import psnr
+from vaecodec.model.weights import load_weights, serialize_weights, weights_from_bytes
 
 GROUPS = (2, 2, 4, 4)
 

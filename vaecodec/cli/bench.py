@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from vaecodec.cli.extras import BENCH, needs_extra
+from vaecodec.cli.options import whole_number
 from vaecodec.errors import UsageError, VaecodecError
 
 DEFAULT_THREADS = 2
@@ -22,16 +23,6 @@ def _default_config() -> Path:
     """bench/config.json of the source tree, installed as the package vaecodec.bench_config (see
     pyproject.toml); looked up when the bench runs, so the rest of the CLI works from a bare tree."""
     return Path(str(resources.files("vaecodec.bench_config"))) / "config.json"
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
-    return value
 
 
 def _number(text: str) -> float:
@@ -128,9 +119,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     bench.add_argument("--codecs", help="comma-separated, from vaecodec,jpeg,webp,avif,jxl,jpeg2000 (default: all available)")
     bench.add_argument("--qualities", nargs="+", action="extend", metavar="[CODEC=]Q,Q",
                        help="qualities for every codec, or for one with CODEC=; default from the configuration")
-    bench.add_argument("--limit", type=_positive, help="only the first N images, by name")
-    bench.add_argument("--repeats", type=_positive, help="timed runs of each encode and decode, the median kept (default 3)")
-    bench.add_argument("--threads", type=_positive, default=DEFAULT_THREADS,
+    bench.add_argument("--limit", type=whole_number("limit"), help="only the first N images, by name")
+    bench.add_argument("--repeats", type=whole_number("repeats"), help="timed runs of each encode and decode, the median kept (default 3)")
+    bench.add_argument("--threads", type=whole_number("threads"), default=DEFAULT_THREADS,
                        help=f"threads for torch, AVIF and JPEG XL (default {DEFAULT_THREADS})")
     bench.add_argument("--config", help="configuration file (default: bench/config.json, shipped with the package)")
     bench.add_argument("--weights", help="vaecodec weights file (default: the shipped weights)")

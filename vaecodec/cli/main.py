@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from vaecodec.cli import PROG
+from vaecodec.cli.options import number_list, whole_number
 from vaecodec.errors import UsageError, VaecodecError
 from vaecodec.files import refuse_existing, write_output
 
@@ -56,16 +57,6 @@ def _size(text: str) -> int:
     if size <= 0:
         raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
     return size
-
-
-def _jobs(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"jobs must be a whole number from 1 up, got {text!r}")
-    return value
 
 
 def _positive(name: str):
@@ -212,35 +203,15 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _rate_lambdas(text: str | None) -> tuple[float, ...] | None:
-    """``--lambdas``: comma-separated numbers, one per rate level (training checks their order)."""
-    if text is None:
-        return None
-    try:
-        return tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise VaecodecError(f"--lambdas: not a comma-separated list of numbers: {text!r}") from None
-
-
-def _context_groups(text: str | None) -> tuple[int, ...] | None:
-    """``--context-groups``: comma-separated channel counts (the model checks they add up)."""
-    if text is None:
-        return None
-    try:
-        return tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise VaecodecError(f"--context-groups: not a comma-separated list of whole numbers: {text!r}") from None
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     from vaecodec.train.loop import TrainSettings, train
 
     settings = TrainSettings(
         data=Path(args.data), out=Path(args.out), steps=args.steps, batch=args.batch, crop=args.crop,
         lr=args.lr, lr_final=args.lr_final, decay_start=args.decay_start, minutes=args.minutes, channels=args.channels,
-        latent_channels=args.latent_channels, lambdas=_rate_lambdas(args.lambdas), lowest_level=args.lowest_level,
+        latent_channels=args.latent_channels, lambdas=number_list("--lambdas", float, args.lambdas), lowest_level=args.lowest_level,
         level_tilt=args.level_tilt, clean_weight=args.clean_weight,
-        context_groups=_context_groups(args.context_groups), context_channels=args.context_channels,
+        context_groups=number_list("--context-groups", int, args.context_groups), context_channels=args.context_channels,
         device=args.device, precision=args.precision, resume=args.resume,
         init_weights=Path(args.init_weights) if args.init_weights else None,
         checkpoint_minutes=args.checkpoint_minutes, eval_every=args.eval_every, eval_images=args.eval_images,
@@ -276,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs")
         p.add_argument("--out-dir", help="write outputs here, mirroring the input folders (default: beside the inputs)")
         p.add_argument("-r", "--recursive", action="store_true", help="take the files of folders' subfolders too")
-        p.add_argument("-j", "--jobs", type=_jobs, default=1, metavar="N",
+        p.add_argument("-j", "--jobs", type=whole_number("jobs"), default=1, metavar="N",
                        help="code N files at once in worker processes (default: 1, which was fastest on two "
                             "busy cores; always 1 with a --device other than cpu)")
         add_model_options(p)

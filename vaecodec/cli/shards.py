@@ -15,21 +15,12 @@ import sys
 from typing import TYPE_CHECKING, Callable
 
 from vaecodec.cli import PROG
+from vaecodec.cli.options import whole_number
 from vaecodec.errors import VaecodecError
 from vaecodec.shards import DEFAULT_MAX_BYTES, DEFAULT_MAX_FILES, ShardWriter, sample_key
 
 if TYPE_CHECKING:
     from vaecodec.cli.batch import Job, Outcome
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"shard-files must be a whole number from 1 up, got {text!r}")
-    return value
 
 
 def add_options(parser: argparse.ArgumentParser, size: Callable[[str], int]) -> None:
@@ -40,7 +31,7 @@ def add_options(parser: argparse.ArgumentParser, size: Callable[[str], int]) -> 
                        help="write tar shards of .vae files instead of files; PATTERN has one number field, "
                             "e.g. shards/photos-%%06d.tar; a file's key is its path under the folder given, "
                             "without the extension")
-    group.add_argument("--shard-files", type=_count, default=DEFAULT_MAX_FILES, metavar="N",
+    group.add_argument("--shard-files", type=whole_number("shard-files"), default=DEFAULT_MAX_FILES, metavar="N",
                        help=f"at most N files a shard (default {DEFAULT_MAX_FILES})")
     group.add_argument("--shard-size", type=size, default=DEFAULT_MAX_BYTES, metavar="SIZE",
                        help=f"at most SIZE bytes a shard, e.g. 1GB (default {DEFAULT_MAX_BYTES // 1_000_000}MB)")
