@@ -95,3 +95,13 @@ def test_24_megapixel_photo_codes_in_under_2_gb(step: str, tmp_path_factory) -> 
     result = subprocess.run([sys.executable, "-c", script, str(source)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert int(result.stdout.split()[-1]) < 2048  # peak resident MB, interpreter and image included
+
+
+def test_tiles_pad_the_input_as_a_whole_padded_copy_would(tiny_model: HyperpriorModel) -> None:
+    """``padded_size`` repeats the last row and column per tile: the same as padding the whole input."""
+    x = torch.rand(1, 3, 300, 170)
+    padded = torch.nn.functional.pad(x, (0, 22, 0, 20), mode="replicate")
+    with torch.no_grad():
+        for tile in ((64, 128), 512):
+            whole = map_tiles(tiny_model.g_a, padded, Fraction(1, 16), tile, 32)
+            assert torch.equal(map_tiles(tiny_model.g_a, x, Fraction(1, 16), tile, 32, padded_size=(320, 192)), whole)

@@ -18,7 +18,6 @@ from typing import Iterator
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from vaecodec import ratecontrol
@@ -97,7 +96,7 @@ class AnalysedImage:
     latent: PreparedLatent
     alpha_plane: bytes  # PNG of the alpha channel, or empty
     icc_profile: bytes
-    pixels: torch.Tensor  # the colour that was coded, 3xHxW in [0, 1] on the CPU (for rate control)
+    pixels: torch.Tensor  # the colour that was coded, 3xHxW uint8 on the CPU (for rate control and effort)
 
 
 def usable_device(device: str | torch.device) -> torch.device:
@@ -236,7 +235,7 @@ class Codec:
         if psnr is not None:
             if not isinstance(psnr, (int, float)) or not 0 < psnr < 100:
                 raise VaecodecError(f"psnr must be a number of dB between 0 and 100, got {psnr!r}")
-            reference = analysed.pixels.mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+            reference = analysed.pixels.permute(1, 2, 0).numpy()
             return ratecontrol.fit_psnr(encode, lambda data: psnr_of(reference, self._pixels(parse(data))), psnr,
                                         refined)
         return (refined or encode)(units)
@@ -301,21 +300,28 @@ class Codec:
     def _analyse(self, image: ImageLike) -> AnalysedImage:
         """The quality-independent half of encoding (transforms, hyper-latent, hyper stream)."""
         prepared = prepare(image)
-        x = prepared.pixels
-        height, width = x.shape[-2:]
+        height, width = prepared.pixels.shape[-2:]
         problem = dimension_problem(width, height)
         if problem is not None:
             raise VaecodecError(problem)
+        # Held as 8 bits (a quarter of the floats; exactly what they came from), and padded to the
+        # model's stride tile by tile: at 24 megapixels that keeps 0.5 GB of copies out of memory.
+        pixels = _to_8_bits(prepared.pixels)
+        prepared.pixels = pixels
         stride = HyperpriorModel.STRIDE
-        padded = F.pad(x[None].to(self.device), (0, -width % stride, 0, -height % stride), mode="replicate")
+        padded_size = (height + -height % stride, width + -width % stride)
+
+        def analysis(piece: torch.Tensor) -> torch.Tensor:
+            return self._main.analysis(piece.to(self.device).float().div_(255))
+
         with _one_cpu_thread_per_tile(self.device, width * height) as workers:
-            y = map_tiles(self._main.analysis, padded, Fraction(1, 16), *ANALYSIS_TILING, workers=workers)
-            del padded
+            y = map_tiles(analysis, pixels[None], Fraction(1, 16), *ANALYSIS_TILING, workers=workers,
+                          padded_size=padded_size)
             z = map_tiles(self.model.h_a, y, Fraction(1, 4), *HYPER_ANALYSIS_TILING, workers=workers)
             z = torch.round(z).cpu().to(torch.int64)
         alpha = encode_alpha(prepared.alpha) if prepared.alpha is not None else b""
         return AnalysedImage(prepared.mode, width, height, self._main.coder.prepare(y, z), alpha,
-                             prepared.icc_profile, x.cpu())
+                             prepared.icc_profile, pixels)
 
     def _refined(self, analysed: AnalysedImage, quality: int, optimisation: Schedule,
                  progress: sga.Progress | None) -> AnalysedImage:
@@ -327,7 +333,7 @@ class Codec:
         lam = float(self.model.lambdas_at(torch.tensor([level_of(units)], device=self.device)))
         synthesis = sga.Synthesis(self._main.synthesis, *SYNTHESIS_TILING, scale=16)
         with _one_cpu_thread_per_tile(self.device, analysed.width * analysed.height) as workers:
-            symbols = sga.refine(synthesis, analysed.pixels[None].to(self.device), gained, lam, optimisation, workers,
+            symbols = sga.refine(synthesis, analysed.pixels[None].to(self.device).float().div_(255), gained, lam, optimisation, workers,
                                  progress)
         return replace(analysed, latent=coder.with_symbols(analysed.latent, gained, symbols))
 

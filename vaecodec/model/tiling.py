@@ -33,6 +33,7 @@ def map_tiles(
     margin: int,
     finish: Callable[[torch.Tensor], torch.Tensor] = lambda piece: piece,
     workers: int = 1,
+    padded_size: tuple[int, int] | None = None,
 ) -> torch.Tensor:
     """``finish(network(x))`` for an (N, C, H, W) input, computed tile by tile.
 
@@ -40,17 +41,19 @@ def map_tiles(
     ``margin`` are in input pixels and must be multiples of the network's total stride (the
     denominator of ``scale``). ``finish`` (elementwise, e.g. a conversion to 8 bits) is applied per
     tile, so only its result is held whole. ``workers`` threads run tiles at once; the tiles, and so
-    the result, depend only on the input's size, never on ``workers``.
+    the result, depend only on the input's size, never on ``workers``. With ``padded_size`` (rows,
+    columns), the input is taken as extended to that size by repeating its last row and column,
+    tile by tile, so that no padded copy of a large input is ever held whole.
     """
-    height, width = x.shape[-2:]
+    height, width = padded_size or x.shape[-2:]
     boxes = tile_boxes(height, width, tile)
     if len(boxes) == 1:
-        return finish(network(x))
+        return finish(network(_region(x, 0, height, 0, width)))
 
     def run(box: tuple[int, int, int, int]) -> torch.Tensor:
         top, left, bottom, right = box
         top_in, left_in = max(top - margin, 0), max(left - margin, 0)
-        piece = network(x[..., top_in : min(bottom + margin, height), left_in : min(right + margin, width)])
+        piece = network(_region(x, top_in, min(bottom + margin, height), left_in, min(right + margin, width)))
         rows = slice(int((top - top_in) * scale), int((bottom - top_in) * scale))
         cols = slice(int((left - left_in) * scale), int((right - left_in) * scale))
         return finish(piece[..., rows, cols])
@@ -63,3 +66,13 @@ def map_tiles(
                 out = piece.new_empty((*piece.shape[:2], int(height * scale), int(width * scale)))
             out[..., int(top * scale) : int(bottom * scale), int(left * scale) : int(right * scale)] = piece
     return out
+
+
+def _region(x: torch.Tensor, top: int, bottom: int, left: int, right: int) -> torch.Tensor:
+    """Rows top..bottom and columns left..right of ``x``, its last row and column repeated beyond it."""
+    rows, cols = x.shape[-2:]
+    if bottom <= rows and right <= cols:
+        return x[..., top:bottom, left:right]
+    row_index = torch.arange(top, bottom, device=x.device).clamp_(max=rows - 1)
+    col_index = torch.arange(left, right, device=x.device).clamp_(max=cols - 1)
+    return x.index_select(-2, row_index).index_select(-1, col_index)
