@@ -189,3 +189,20 @@ def test_bf16_training_without_native_bf16_is_refused(photo_folder: Path, tmp_pa
     monkeypatch.setattr(precision_module, "native_bf16", lambda device: False)
     assert main(["train", str(photo_folder), "--out", str(tmp_path / "run"), "--steps", "1", "--precision", "bf16", *TINY]) == 1
     assert capsys.readouterr().err.startswith("vaecodec: error: bf16 is not native")
+
+
+def test_a_context_learns_at_its_own_rate(photo_folder: Path, tmp_path: Path, capsys) -> None:
+    first, grown = tmp_path / "first.pt", tmp_path / "context.pt"
+    assert main(["train", str(photo_folder), "--out", str(tmp_path / "a"), "--steps", "2", "--export", str(first),
+                 "--eval-every", "0", *TINY]) == 0
+    # Adam's first step moves every parameter with a gradient by about its learning rate.
+    assert main(["train", str(photo_folder), "--out", str(tmp_path / "b"), "--init-weights", str(first), "--steps", "3",
+                 "--context-groups", "4,8", "--context-lr-factor", "10", "--lr", "1e-4", "--decay-start", "1",
+                 "--export", str(grown), "--eval-every", "0", *TINY]) == 0
+    before, after = load_weights(first).model.state_dict(), load_weights(grown).model.state_dict()
+    context_moves = max(float(v.abs().max()) for k, v in after.items()
+                        if k.startswith("context.") and k.endswith(".4.weight"))  # the zero-initialised last layers
+    transform_moves = max(float((after[k] - before[k]).abs().max()) for k in before)
+    assert 5e-4 < context_moves <= 1.1e-3 and 0 < transform_moves < context_moves / 4
+    assert main(["train", str(photo_folder), "--out", str(tmp_path / "c"), "--context-lr-factor", "0", *TINY]) == 1
+    assert "--context-lr-factor must be above 0" in capsys.readouterr().err

@@ -58,7 +58,7 @@ from vaecodec.errors import VaecodecError
 EFFORTS = range(1, 10)
 DEFAULT_EFFORT = 1
 # Optimisation steps of each effort, 1 to 9.
-STEPS = (0, 4, 8, 12, 16, 24, 32, 48, 64)
+STEPS = (0, 4, 8, 12, 16, 32, 64, 128, 256)
 # The largest image an effort above the default codes (a 12-megapixel photo fits). The synthesis
 # runs strip by strip, but the optimisation also holds about a dozen latent-sized tensors (27 bytes
 # per pixel in all). Peak memory of an encode, measured with one step (the steps do not add to it):

@@ -212,6 +212,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         latent_channels=args.latent_channels, lambdas=number_list("--lambdas", float, args.lambdas), lowest_level=args.lowest_level,
         level_tilt=args.level_tilt, clean_weight=args.clean_weight,
         context_groups=number_list("--context-groups", int, args.context_groups), context_channels=args.context_channels,
+        context_lr_factor=args.context_lr_factor,
         device=args.device, precision=args.precision, resume=args.resume,
         init_weights=Path(args.init_weights) if args.init_weights else None,
         checkpoint_minutes=args.checkpoint_minutes, eval_every=args.eval_every, eval_images=args.eval_images,
@@ -302,6 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a channel-conditional context: the latent channels of each group, in coding order, "
                        "adding up to M, e.g. 16,16,32,80 (added to --init-weights with zero corrections)")
     train.add_argument("--context-channels", type=int, default=64, help="width of the context groups' networks")
+    train.add_argument("--context-lr-factor", type=float, default=1.0, metavar="F",
+                       help="the context networks learn at F times --lr (and --lr-final): a context added to "
+                       "annealed weights can learn fast while the transforms move slowly")
     train.add_argument("--lambdas", help="the rate levels' trade-offs, comma-separated and ascending (default: "
                        "those of --init-weights, else CompressAI's eight); gains start where the old curve had them")
     train.add_argument("--lowest-level", type=float,

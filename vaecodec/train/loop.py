@@ -47,6 +47,7 @@ class TrainSettings:
     latent_channels: int | None = None  # M of a new model (default 144); with init_weights, a larger M widens them
     context_groups: tuple[int, ...] | None = None  # when set, channel-conditional context groups (adds them to init_weights)
     context_channels: int = 64  # width of the context groups' networks
+    context_lr_factor: float = 1.0  # the context networks' learning rate as a multiple of the transforms'
     lambdas: tuple[float, ...] | None = None  # when set, the rate levels' trade-offs (ascending)
     lowest_level: float | None = None  # when set, the rate level of quality 0
     level_tilt: float = 0.0  # 0 draws rate levels uniformly; up to 1 favours the top (see sample_levels)
@@ -94,6 +95,20 @@ def learning_rate(settings: TrainSettings, progress: float) -> float:
     return settings.lr_final + 0.5 * (settings.lr - settings.lr_final) * (1 + math.cos(math.pi * decayed))
 
 
+def parameter_groups(model: HyperpriorModel, context_lr_factor: float) -> list[dict]:
+    """Adam's parameter groups: the context networks apart, so they can learn faster.
+
+    A context added to trained weights starts at zero; at a learning rate low enough to keep the
+    annealed transforms where they are, it would barely move without a factor of its own.
+    """
+    context = list(model.context.parameters()) if model.config.context_groups else []
+    own = {id(p) for p in context}
+    groups = [{"params": [p for p in model.parameters() if id(p) not in own], "lr_factor": 1.0}]
+    if context:
+        groups.append({"params": context, "lr_factor": context_lr_factor})
+    return groups
+
+
 def _pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -121,6 +136,8 @@ def train(settings: TrainSettings, log=print) -> HyperpriorModel:
     """Run (or resume) training; returns the trained model."""
     from vaecodec.train.evaluate import evaluate_model  # uses the codec, which imports the model
 
+    if settings.context_lr_factor <= 0:
+        raise VaecodecError(f"--context-lr-factor must be above 0, not {settings.context_lr_factor:g}")
     if not 0 <= settings.level_tilt <= 1:
         raise VaecodecError(f"--level-tilt must lie between 0 and 1, not {settings.level_tilt:g}")
     rank, world = _distributed()
@@ -182,9 +199,13 @@ def train(settings: TrainSettings, log=print) -> HyperpriorModel:
             raise VaecodecError(f"--lowest-level must lie below the top rate level, {len(lambdas) - 1}")
         model = model.with_rate_levels(lambdas, lowest)
         log(f"rate levels: lambdas {', '.join(f'{v:g}' for v in model.config.lambdas)}, quality 0 at level {model.lowest_level:g}")
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
+    optimizer = torch.optim.Adam(parameter_groups(model, settings.context_lr_factor), lr=settings.lr)
     if optimizer_state is not None:
+        if len(optimizer_state["param_groups"]) != len(optimizer.param_groups):
+            raise VaecodecError(f"{checkpoint_path} was trained with another set of parameter groups; start a new run")
         optimizer.load_state_dict(optimizer_state)
+        for group, factor in zip(optimizer.param_groups, (1.0, settings.context_lr_factor)):
+            group["lr_factor"] = factor  # this run's factor, not the checkpoint's
     model.to(device, memory_format=layout)
     for group in optimizer.state.values():
         for k, v in group.items():
@@ -231,7 +252,7 @@ def train(settings: TrainSettings, log=print) -> HyperpriorModel:
                 started = time.monotonic()
                 lr = learning_rate(settings, done)
                 for group in optimizer.param_groups:
-                    group["lr"] = lr
+                    group["lr"] = lr * group["lr_factor"]
                 x = sampler.batch(settings.batch).to(device, memory_format=layout)
                 level = sample_levels(x.shape[0], model.lowest_level, model.levels - 1, settings.level_tilt, device)
                 with autocast(device, dtype):
