@@ -25,7 +25,7 @@ from vaecodec.allocator import keep_freed_memory
 from vaecodec.effort import DEFAULT_EFFORT, Schedule, schedule, size_problem
 from vaecodec.errors import VaecodecError
 from vaecodec.format.container import DEFAULT_QUALITY, VaeFile, dimension_problem, parse
-from vaecodec.imageio import ImageLike, decode_alpha, encode_alpha, prepare
+from vaecodec.imageio import ImageLike, decode_alpha, encode_alpha, prepare, to_8_bits
 from vaecodec.latent.hyperprior import PreparedLatent
 from vaecodec.latent import sga
 from vaecodec.metrics import psnr as psnr_of
@@ -82,8 +82,9 @@ def latent_size(width: int, height: int) -> tuple[int, int]:
     return -(-height // stride) * 4, -(-width // stride) * 4
 
 
-def _to_8_bits(x: torch.Tensor) -> torch.Tensor:
-    return x.clamp(0, 1).mul_(255).round_().to(torch.uint8)
+def _unit_range(pixels: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """8-bit colour as the transforms take it: float in [0, 1] on ``device``."""
+    return pixels.to(device).float().div_(255)
 
 
 @dataclass
@@ -300,19 +301,18 @@ class Codec:
     def _analyse(self, image: ImageLike) -> AnalysedImage:
         """The quality-independent half of encoding (transforms, hyper-latent, hyper stream)."""
         prepared = prepare(image)
-        height, width = prepared.pixels.shape[-2:]
+        pixels = prepared.pixels
+        height, width = pixels.shape[-2:]
         problem = dimension_problem(width, height)
         if problem is not None:
             raise VaecodecError(problem)
-        # Held as 8 bits (a quarter of the floats; exactly what they came from), and padded to the
-        # model's stride tile by tile: at 24 megapixels that keeps 0.5 GB of copies out of memory.
-        pixels = _to_8_bits(prepared.pixels)
-        prepared.pixels = pixels
+        # Padded to the model's stride tile by tile, and taken to floats per tile: at 24 megapixels
+        # that keeps 0.5 GB of copies out of memory.
         stride = HyperpriorModel.STRIDE
         padded_size = (height + -height % stride, width + -width % stride)
 
         def analysis(piece: torch.Tensor) -> torch.Tensor:
-            return self._main.analysis(piece.to(self.device).float().div_(255))
+            return self._main.analysis(_unit_range(piece, self.device))
 
         with _one_cpu_thread_per_tile(self.device, width * height) as workers:
             y = map_tiles(analysis, pixels[None], Fraction(1, 16), *ANALYSIS_TILING, workers=workers,
@@ -333,8 +333,8 @@ class Codec:
         lam = float(self.model.lambdas_at(torch.tensor([level_of(units)], device=self.device)))
         synthesis = sga.Synthesis(self._main.synthesis, *SYNTHESIS_TILING, scale=16)
         with _one_cpu_thread_per_tile(self.device, analysed.width * analysed.height) as workers:
-            symbols = sga.refine(synthesis, analysed.pixels[None].to(self.device).float().div_(255), gained, lam, optimisation, workers,
-                                 progress)
+            symbols = sga.refine(synthesis, _unit_range(analysed.pixels[None], self.device), gained, lam, optimisation,
+                                 workers, progress)
         return replace(analysed, latent=coder.with_symbols(analysed.latent, gained, symbols))
 
     def _encode(self, analysed: AnalysedImage, quality: int) -> VaeFile:
@@ -379,6 +379,6 @@ class Codec:
         weights ``weights_id`` (default: the loaded ones), exactly as a file decodes."""
         transforms = self._transforms_for(weights_id or self.weights_id)
         with _one_cpu_thread_per_tile(self.device, width * height) as workers:
-            pixels = map_tiles(transforms.synthesis, y_hat, Fraction(16), *SYNTHESIS_TILING, finish=_to_8_bits,
+            pixels = map_tiles(transforms.synthesis, y_hat, Fraction(16), *SYNTHESIS_TILING, finish=to_8_bits,
                                workers=workers)
         return pixels[:, :, :height, :width]

@@ -40,11 +40,21 @@ _WIDE_GRAY_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I", "F"}
 _COMPANION_FRAMES = frozenset({"MPO", "PSD"})
 
 
+def to_8_bits(x: torch.Tensor) -> torch.Tensor:
+    """Colour in [0, 1] as 8 bits: clipped, scaled and rounded (the decoder's output, and a float
+    tensor's colour before it is coded)."""
+    return x.clamp(0, 1).mul_(255).round_().to(torch.uint8)
+
+
 @dataclass
 class PreparedImage:
-    """An image as the codec sees it: colour in [0, 1], and what travels beside it."""
+    """An image as the codec sees it: 8-bit colour, and what travels beside it.
 
-    pixels: torch.Tensor  # 3xHxW float in [0, 1] (grayscale repeated over the three channels)
+    The colour is held as the 8 bits every input but a float tensor already is (a quarter of the
+    bytes of floats, and what the decoder puts out and rate control measures against); the
+    transforms take it to [0, 1] tile by tile."""
+
+    pixels: torch.Tensor  # 3xHxW uint8 on the CPU (grayscale repeated over the three channels)
     mode: str  # "RGB", "L", "RGBA" or "LA"
     alpha: np.ndarray | None = None  # HxW uint8 for RGBA and LA
     icc_profile: bytes = b""
@@ -61,7 +71,7 @@ def prepare(image: ImageLike) -> PreparedImage:
             raise VaecodecError(f"tensors must be CxHxW with C = 1 or 3, got shape {tuple(image.shape)}")
         if not image.is_floating_point():
             raise VaecodecError(f"tensors must be floating point in [0, 1], got {image.dtype}")
-        x = image.detach().float().clamp(0, 1)
+        x = to_8_bits(image.detach().float()).cpu()
         return PreparedImage(x.expand(3, -1, -1), "L") if x.shape[0] == 1 else PreparedImage(x, "RGB")
     raise VaecodecError(f"cannot compress an object of type {type(image).__name__}")
 
@@ -97,10 +107,10 @@ def _prepare_array(array: np.ndarray, icc: bytes = b"", alpha: np.ndarray | None
     if array.ndim == 3 and array.shape[2] == 4:
         return _prepare_array(array[..., :3], icc, alpha=array[..., 3])
     if array.ndim == 2:
-        pixels = torch.from_numpy(array.copy()).float().div_(255)[None].expand(3, -1, -1)
+        pixels = torch.from_numpy(array.copy())[None].expand(3, -1, -1)
         mode = "L"
     elif array.ndim == 3 and array.shape[2] == 3:
-        pixels = torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(255)
+        pixels = torch.from_numpy(array.copy()).permute(2, 0, 1)
         mode = "RGB"
     else:
         raise VaecodecError(f"numpy images must be HxW, HxWx3 or HxWx4, got shape {array.shape}")

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
 from vaecodec.codec import Codec, get_codec
 from vaecodec.entropy.tables import SCALE_TABLE
@@ -127,8 +126,7 @@ def inspect(data: bytes, original: ImageLike | None = None, *, codec: Codec | No
 
 def _colour(image: ImageLike) -> np.ndarray:
     """The colour an image is coded from, HxWx3 uint8 (as ``Codec.compress`` sees it)."""
-    pixels = prepare(image).pixels
-    return pixels.mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    return prepare(image).pixels.permute(1, 2, 0).numpy()
 
 
 def _block_psnr(reference: np.ndarray, decoded: np.ndarray) -> np.ndarray:
