@@ -95,17 +95,18 @@ def learning_rate(settings: TrainSettings, progress: float) -> float:
     return settings.lr_final + 0.5 * (settings.lr - settings.lr_final) * (1 + math.cos(math.pi * decayed))
 
 
-def parameter_groups(model: HyperpriorModel, context_lr_factor: float) -> list[dict]:
-    """Adam's parameter groups: the context networks apart, so they can learn faster.
+def parameter_groups(model: HyperpriorModel, context_lr_factor: float) -> list[tuple[list[torch.nn.Parameter], float]]:
+    """Adam's parameter groups, each with its factor on the learning rate: the context networks
+    apart, so they can learn faster.
 
     A context added to trained weights starts at zero; at a learning rate low enough to keep the
     annealed transforms where they are, it would barely move without a factor of its own.
     """
     context = list(model.context.parameters()) if model.config.context_groups else []
     own = {id(p) for p in context}
-    groups = [{"params": [p for p in model.parameters() if id(p) not in own], "lr_factor": 1.0}]
+    groups = [([p for p in model.parameters() if id(p) not in own], 1.0)]
     if context:
-        groups.append({"params": context, "lr_factor": context_lr_factor})
+        groups.append((context, context_lr_factor))
     return groups
 
 
@@ -199,13 +200,13 @@ def train(settings: TrainSettings, log=print) -> HyperpriorModel:
             raise VaecodecError(f"--lowest-level must lie below the top rate level, {len(lambdas) - 1}")
         model = model.with_rate_levels(lambdas, lowest)
         log(f"rate levels: lambdas {', '.join(f'{v:g}' for v in model.config.lambdas)}, quality 0 at level {model.lowest_level:g}")
-    optimizer = torch.optim.Adam(parameter_groups(model, settings.context_lr_factor), lr=settings.lr)
+    groups = parameter_groups(model, settings.context_lr_factor)
+    lr_factors = [factor for _, factor in groups]  # this run's, whatever a checkpoint's were
+    optimizer = torch.optim.Adam([{"params": params} for params, _ in groups], lr=settings.lr)
     if optimizer_state is not None:
         if len(optimizer_state["param_groups"]) != len(optimizer.param_groups):
             raise VaecodecError(f"{checkpoint_path} was trained with another set of parameter groups; start a new run")
         optimizer.load_state_dict(optimizer_state)
-        for group, factor in zip(optimizer.param_groups, (1.0, settings.context_lr_factor)):
-            group["lr_factor"] = factor  # this run's factor, not the checkpoint's
     model.to(device, memory_format=layout)
     for group in optimizer.state.values():
         for k, v in group.items():
@@ -251,8 +252,8 @@ def train(settings: TrainSettings, log=print) -> HyperpriorModel:
             while (done := progress()) < 1:
                 started = time.monotonic()
                 lr = learning_rate(settings, done)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr * group["lr_factor"]
+                for group, factor in zip(optimizer.param_groups, lr_factors):
+                    group["lr"] = lr * factor
                 x = sampler.batch(settings.batch).to(device, memory_format=layout)
                 level = sample_levels(x.shape[0], model.lowest_level, model.levels - 1, settings.level_tilt, device)
                 with autocast(device, dtype):
