@@ -40,6 +40,21 @@ def test_coding_transforms_are_the_trained_ones() -> None:
     assert not model.g_a[0].weight.is_contiguous(memory_format=torch.channels_last)  # training's copy untouched
 
 
+@torch.no_grad()
+def test_the_gradient_synthesis_runs_its_last_layer_in_bf16_and_stays_close() -> None:
+    """The effort's gradient network (exact_output=False) differs from the coding one only in the
+    last layer's precision: bf16 there, float32 in the decoder's."""
+    torch.manual_seed(0)
+    model = HyperpriorModel(ModelConfig(8, 12)).eval()
+    y = model.g_a(torch.rand(1, 3, 128, 192))
+    exact, gradients = (synthesis_for_coding(model.g_s, torch.bfloat16, exact_output=flag) for flag in (True, False))
+    last_weights = [list(network.parameters())[-1].dtype for network in (exact, gradients)]  # the RGB layer's bias
+    assert last_weights == [torch.float32, torch.bfloat16]
+    reference = model.g_s(y)
+    for network in (exact, gradients):
+        assert (network(y).float() - reference).abs().max() < 0.05 * reference.abs().max()
+
+
 def _keep_freed_memory_in_a_fresh_process(environment: dict[str, str]) -> str:
     script = "from vaecodec.allocator import keep_freed_memory as k; print(k(1 << 26), k(1 << 20))"
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=environment, check=True)

@@ -12,13 +12,14 @@ from __future__ import annotations
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from fractions import Fraction
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 import torch
 from PIL import Image
+from torch import nn
 
 from vaecodec import ratecontrol
 from vaecodec.allocator import keep_freed_memory
@@ -137,6 +138,12 @@ class _Transforms:
         self.metadata = trained.metadata
         self.analysis = analysis_for_coding(self.model.g_a, dtype)
         self.synthesis = synthesis_for_coding(self.model.g_s, dtype)
+        self._dtype = dtype
+
+    @cached_property
+    def synthesis_gradients(self) -> nn.Module:
+        """The synthesis for the encode effort's gradients (``synthesis_for_coding``), made on first use."""
+        return synthesis_for_coding(self.model.g_s, self._dtype, exact_output=False)
 
     def level_units(self, quality: int) -> int:
         """The rate level of a header quality for these weights (``vaecodec.model.rate_levels``)."""
@@ -331,7 +338,8 @@ class Codec:
         coder = self._main.coder
         gained = coder.gained(analysed.latent, units)
         lam = float(self.model.lambdas_at(torch.tensor([level_of(units)], device=self.device)))
-        synthesis = sga.Synthesis(self._main.synthesis, *SYNTHESIS_TILING, scale=16)
+        synthesis = sga.Synthesis(self._main.synthesis, *SYNTHESIS_TILING, scale=16,
+                                  gradient_network=self._main.synthesis_gradients)
         with _one_cpu_thread_per_tile(self.device, analysed.width * analysed.height) as workers:
             symbols = sga.refine(synthesis, _unit_range(analysed.pixels[None], self.device), gained, lam, optimisation,
                                  workers, progress)

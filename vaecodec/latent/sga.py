@@ -45,12 +45,15 @@ _GROUP = 16  # latent channels whose rate terms are differentiated at once
 @dataclass(frozen=True)
 class Synthesis:
     """The decoder's float transform and how it is tiled: ``tile`` (rows, columns) and ``margin``
-    in latent elements, ``scale`` image pixels per latent element."""
+    in latent elements, ``scale`` image pixels per latent element; ``gradient_network``, if given,
+    the same function at a lower precision, for the steps' gradients (the objective's values, which
+    choose between the plain and the found symbols, come from ``network``, as the decoder's do)."""
 
     network: Callable[[torch.Tensor], torch.Tensor]
     tile: tuple[int, int]
     margin: int
     scale: int
+    gradient_network: Callable[[torch.Tensor], torch.Tensor] | None = None
 
 
 def soft_round(u: torch.Tensor, temperature: float, uniform: torch.Tensor) -> torch.Tensor:
@@ -149,7 +152,8 @@ class _Objective:
         # Grad mode is per thread: set here, in the worker that runs the tile.
         with torch.enable_grad() if gradient else torch.no_grad():
             piece = y_hat[..., rows, cols].detach().requires_grad_(gradient)
-            out = self.synthesis.network(piece)
+            network = (self.synthesis.gradient_network or self.synthesis.network) if gradient else self.synthesis.network
+            out = network(piece)
             first_row, first_col = (top - rows.start) * scale, (left - cols.start) * scale
             out = out[..., first_row : first_row + out_rows[1] - out_rows[0],
                       first_col : first_col + out_cols[1] - out_cols[0]].float().clamp(0, 1)
