@@ -20,7 +20,7 @@ import pytest
 from PIL import Image, ImageOps
 
 import vaecodec
-from vaecodec.cli.extras import BENCH, needs_extra
+from vaecodec.extras import BENCH, RAY, SHARDS, Extra, needs_extra
 from vaecodec.cli.main import build_parser, main, short_usage
 from vaecodec.imageio import read_first_frame
 
@@ -32,7 +32,7 @@ BENCH_MISSING = 'vaecodec: error: the bench needs matplotlib, scikit-image and i
 # The bench extra's modules (scipy comes with scikit-image), and Pillow's optional WebP library.
 BLOCKED = ("matplotlib", "skimage", "scipy", "imagecodecs", "PIL._webp")
 
-DRIVER = textwrap.dedent('''
+BLOCKER = textwrap.dedent('''
     import contextlib, io, json, sys, traceback
 
     BLOCKED = tuple(sys.argv[1].split(","))
@@ -48,6 +48,8 @@ DRIVER = textwrap.dedent('''
 
 
     sys.meta_path.insert(0, NotInstalled())
+''')
+DRIVER = BLOCKER + textwrap.dedent('''
     from vaecodec.cli.main import main
 
     results = {}
@@ -124,11 +126,26 @@ def test_missing_extra_message() -> None:
     assert f"vaecodec: error: {BENCH.missing}\n" == BENCH_MISSING
 
 
-def test_bench_extra_lists_what_pyproject_installs() -> None:
+@pytest.mark.parametrize("extra", [BENCH, RAY, SHARDS], ids=lambda extra: extra.name)
+def test_each_extra_lists_what_pyproject_installs(extra: Extra) -> None:
     tomllib = pytest.importorskip("tomllib")
     pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
-    requirements = pyproject["project"]["optional-dependencies"][BENCH.name]
-    assert {re.split(r"[<>=!~\[; ]", r)[0] for r in requirements} == set(BENCH.packages)
+    requirements = pyproject["project"]["optional-dependencies"][extra.name]
+    assert {re.split(r"[<>=!~\[; ]", r)[0] for r in requirements} == set(extra.packages)
+
+
+@pytest.mark.parametrize("blocked", ["ray", "pyarrow"])
+def test_the_ray_module_without_its_extra_says_which_to_install(blocked: str) -> None:
+    """Ray Data brings pyarrow: without the extra, either import fails first, named as the extra."""
+    script = BLOCKER + textwrap.dedent("""
+        from vaecodec.errors import MissingExtra
+        try:
+            import vaecodec.ray
+        except MissingExtra as exc:
+            print(exc)
+    """)
+    result = subprocess.run([sys.executable, "-c", script, blocked], capture_output=True, text=True, check=True)
+    assert result.stdout == RAY.missing + "\n"
 
 
 @pytest.mark.parametrize("missing", ["matplotlib", "skimage.metrics", "scipy.ndimage._filters", "imagecodecs"])

@@ -31,14 +31,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
-import pyarrow as pa
 
-from vaecodec.errors import MissingExtra, VaecodecError
+from vaecodec.errors import VaecodecError
+from vaecodec.extras import RAY, needs_extra
 
-try:
+with needs_extra(RAY):
+    import pyarrow as pa
     import ray.data
-except ImportError:
-    raise MissingExtra('vaecodec.ray needs ray: pip install "vaecodec[ray]"') from None
 
 if TYPE_CHECKING:
     from vaecodec.codec import Codec

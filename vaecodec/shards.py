@@ -23,7 +23,8 @@ from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
-from vaecodec.errors import MissingExtra, VaecodecError
+from vaecodec.errors import VaecodecError
+from vaecodec.extras import SHARDS, needs_extra
 from vaecodec.files import PendingFile, refuse_existing
 
 if TYPE_CHECKING:
@@ -175,10 +176,8 @@ def dataset(urls: str | list[str], codec: Codec | None = None, *, shuffle: int =
     A sample that does not decode is skipped with a ``RuntimeWarning`` naming it and the reason.
     Needs ``pip install "vaecodec[shards]"``.
     """
-    try:
+    with needs_extra(SHARDS):
         import webdataset as wds
-    except ImportError:
-        raise MissingExtra('reading shards needs webdataset: pip install "vaecodec[shards]"') from None
     if codec is None:
         from vaecodec.codec import Codec
 

@@ -12,7 +12,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from vaecodec.cli.extras import BENCH, needs_extra
+from vaecodec.extras import BENCH, needs_extra
 from vaecodec.cli.options import whole_number
 from vaecodec.errors import UsageError, VaecodecError
 

@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vaecodec.cli.extras import PLOTS, needs_extra
+from vaecodec.extras import PLOTS, needs_extra
 from vaecodec.errors import VaecodecError
 from vaecodec.files import replacing
 from vaecodec.format.container import DEFAULT_QUALITY

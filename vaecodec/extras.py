@@ -1,11 +1,13 @@
-"""Optional dependencies of the command line, named in one line when they are missing.
+"""Optional dependencies, named in one line when they are missing.
 
-A plain ``pip install vaecodec`` leaves out what only some commands use: the ``bench`` extra of
-pyproject.toml brings matplotlib, scikit-image (with scipy, which the bench also imports) and
-imagecodecs. A command imports such packages inside ``needs_extra``, which turns the
-ModuleNotFoundError of a missing one into ``vaecodec: error: the bench needs matplotlib,
-scikit-image and imagecodecs: pip install "vaecodec[bench]"`` instead of a traceback from deep
-inside the bench. Other import failures (a bug, a module of vaecodec itself) still propagate.
+A plain ``pip install vaecodec`` leaves out what only some commands and modules use (the extras of
+pyproject.toml): the ``bench`` extra brings matplotlib, scikit-image (with scipy, which the bench
+also imports) and imagecodecs, ``ray`` brings Ray Data (with pyarrow) for ``vaecodec.ray``,
+``shards`` WebDataset for ``vaecodec.shards``. Such packages are imported inside ``needs_extra``,
+which turns the ModuleNotFoundError of a missing one into a ``MissingExtra`` (a VaecodecError and
+an ImportError) saying ``the bench needs matplotlib, scikit-image and imagecodecs: pip install
+"vaecodec[bench]"``, which the command line prints as its one-line error, instead of a traceback
+from deep inside. Other import failures (a bug, a module of vaecodec itself) still propagate.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
-from vaecodec.errors import VaecodecError
+from vaecodec.errors import MissingExtra
 
 
 @dataclass(frozen=True)
@@ -42,14 +44,16 @@ BENCH = Extra("bench", "the bench", ("matplotlib", "scikit-image", "imagecodecs"
               frozenset({"matplotlib", "skimage", "scipy", "imagecodecs"}))
 # ``vaecodec inspect`` draws its figures with matplotlib, which the bench extra brings.
 PLOTS = Extra("bench", "vaecodec inspect", ("matplotlib",), frozenset({"matplotlib"}))
+RAY = Extra("ray", "vaecodec's Ray module", ("ray",), frozenset({"ray", "pyarrow"}))
+SHARDS = Extra("shards", "reading shards", ("webdataset",), frozenset({"webdataset"}))
 
 
 @contextmanager
 def needs_extra(extra: Extra) -> Iterator[None]:
-    """Run imports that need ``extra``; a module of it that is missing becomes a VaecodecError."""
+    """Run imports that need ``extra``; a module of it that is missing becomes a MissingExtra."""
     try:
         yield
     except ImportError as exc:
         if (exc.name or "").partition(".")[0] not in extra.modules:
             raise
-        raise VaecodecError(extra.missing) from None
+        raise MissingExtra(extra.missing) from None
