@@ -85,6 +85,22 @@ def test_the_command_line_writes_a_folder_into_shards(photos: Path, tmp_path: Pa
     assert "exists (use -f to overwrite)" in capsys.readouterr().err
 
 
+def test_shards_hold_the_files_in_the_inputs_order_with_jobs(photos: Path, tmp_path: Path, capsys) -> None:
+    """With -j 2 the first input, much the largest, finishes last; it still comes first, the
+    broken file is reported in its place, and the shards are those of -j 1."""
+    Image.fromarray(np.tile(data.astronaut(), (2, 2, 1))).save(photos / "big.png")  # 1024x1024
+    inputs = [str(photos / name) for name in ("big.png", "camera.png", "trip/broken.png", "astronaut.png", "trip/cat.png")]
+    shards = {}
+    for jobs in ("1", "2"):
+        pattern = str(tmp_path / f"j{jobs}" / "photos-%06d.tar")
+        assert main(["encode", *inputs, "-q", "40", "--shards", pattern, "-j", jobs]) == 1
+        assert capsys.readouterr().err.startswith(f"vaecodec: error: {inputs[2]}: not a readable image")
+        with tarfile.open(pattern % 0) as tar:
+            shards[jobs] = [(m.name, tar.extractfile(m).read()) for m in tar.getmembers()]  # type: ignore[union-attr]
+    assert [name for name, _ in shards["2"]] == ["big.vae", "camera.vae", "astronaut.vae", "cat.vae"]
+    assert shards["2"] == shards["1"]
+
+
 def test_shards_stream_back_through_dataloader_workers(photos: Path, tmp_path: Path, codec: vaecodec.Codec) -> None:
     pytest.importorskip("webdataset", reason='reading shards needs webdataset: pip install "vaecodec[shards]"')
     from torch.utils.data import DataLoader

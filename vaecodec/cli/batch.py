@@ -151,15 +151,18 @@ def run(jobs: Sequence[Job], work: Callable[[Job], Outcome], *, processes: int =
     ``processes`` > 1 (and as many jobs), that many worker processes each run ``setup`` once and
     then ``work`` on one job at a time; ``work`` and ``setup`` must then pickle (module-level
     functions or partials of them). Failures are reported as the jobs finish, in any order.
-    ``deliver``, if given, gets each successful job's outcome here, as it finishes (its ``data`` is
-    then dropped); what it raises ends the run.
+    ``deliver``, if given, gets each successful job's outcome here, in the jobs' order whatever
+    the order they finish in (so shards hold the same files in the same places with ``-j`` as
+    without), and its ``data`` is then dropped; what it raises ends the run. Failures are then
+    reported in the jobs' order too.
     """
     stream = sys.stderr
     batch = len(jobs) > 1
     progress = _Progress(len(jobs), stream) if batch and stream.isatty() else None
     show = progress.show if progress is not None else lambda done, name: None
     workers = min(processes, sum(job.problem is None for job in jobs))
-    results = _in_pool(jobs, work, workers, setup, show) if workers > 1 else _in_turn(jobs, work, show)
+    results = (_in_pool(jobs, work, workers, setup, show, ordered=deliver is not None) if workers > 1
+               else _in_turn(jobs, work, show))
     outcomes: list[Outcome] = []
     failed = 0
 
@@ -192,6 +195,7 @@ def run(jobs: Sequence[Job], work: Callable[[Job], Outcome], *, processes: int =
 
 
 _Results = Iterator[tuple[Job, Callable[[], Outcome]]]
+ORDERED_WINDOW = 4  # finished results kept per worker while an earlier job runs, when they go in order
 
 
 def _in_turn(jobs: Sequence[Job], work: Callable[[Job], Outcome], show: Callable[[int, str], None]) -> _Results:
@@ -202,8 +206,10 @@ def _in_turn(jobs: Sequence[Job], work: Callable[[Job], Outcome], show: Callable
 
 
 def _in_pool(jobs: Sequence[Job], work: Callable[[Job], Outcome], workers: int,
-             setup: Callable[[], object] | None, show: Callable[[int, str], None]) -> _Results:
-    """Each job with its result from a pool of ``workers`` processes, as they finish.
+             setup: Callable[[], object] | None, show: Callable[[int, str], None], ordered: bool = False) -> _Results:
+    """Each job with its result from a pool of ``workers`` processes, as they finish, or with
+    ``ordered`` in the jobs' order (the finished results behind a slow one wait, up to
+    ORDERED_WINDOW per worker, before the workers wait too).
 
     Only as many jobs as workers are handed out at once, so that when this generator is left
     (Ctrl-C, or an unexpected error) the pool's shutdown waits for those alone. The workers are
@@ -213,27 +219,33 @@ def _in_pool(jobs: Sequence[Job], work: Callable[[Job], Outcome], workers: int,
     waits for them to finish their first files).
     """
     waiting = list(reversed(jobs))
-    running: dict[Future[Outcome], Job] = {}
+    running: dict[Future[Outcome], Job] = {}  # handed out (or refused at once), in the jobs' order
     done = 0
     handler = signal.signal(signal.SIGINT, signal.SIG_IGN)  # until the workers have started
     try:
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                  initializer=_start_worker, initargs=(setup,)) as pool:
             while waiting or running:
-                while waiting and len(running) < workers:
+                while (waiting and sum(not f.done() for f in running) < workers
+                       and len(running) < ORDERED_WINDOW * workers):
                     job = waiting.pop()
                     if job.problem is None:
                         running[pool.submit(_interruptible, work, job)] = job  # may start a worker
                     else:
-                        done += 1
-                        yield job, functools.partial(_do, work, job)
+                        refused: Future[Outcome] = Future()
+                        refused.set_exception(VaecodecError(job.problem))
+                        running[refused] = job
                 signal.signal(signal.SIGINT, handler)  # all started: as many jobs as workers were sent
-                if running:
-                    show(done, next(iter(running.values())).source)
-                    finished = wait(running, return_when=FIRST_COMPLETED).done
-                    for future in [f for f in running if f in finished]:
-                        done += 1
-                        yield running.pop(future), future.result
+                busy = [f for f in running if not f.done()]
+                if busy:
+                    show(done, running[busy[0]].source)
+                    nothing_to_yield = not next(iter(running)).done() if ordered else len(busy) == len(running)
+                    if nothing_to_yield:
+                        wait(busy, return_when=FIRST_COMPLETED)
+                ready = list(itertools.takewhile(Future.done, running)) if ordered else [f for f in running if f.done()]
+                for future in ready:
+                    done += 1
+                    yield running.pop(future), future.result
     finally:
         signal.signal(signal.SIGINT, handler)
 
