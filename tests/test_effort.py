@@ -26,9 +26,8 @@ from vaecodec.effort import DEFAULT_EFFORT, schedule, size_problem
 from vaecodec.format.container import parse
 from vaecodec.latent import sga
 from vaecodec.model.grow import with_context
-from vaecodec.model.hyperprior import HyperpriorModel, ModelConfig
 from vaecodec.model.rate_levels import QUALITY_STEPS, level_of, quality_units
-from vaecodec.model.weights import serialize_weights, weights_from_bytes
+from vaecodec.model.weights import load_weights, serialize_weights, weights_from_bytes
 
 from conftest import psnr
 
@@ -80,8 +79,26 @@ def test_an_effort_file_decodes_with_the_plain_decoder(tall: np.ndarray) -> None
     assert psnr(decoded, tall) > psnr(np.asarray(decoder.decompress(plain)), tall) - 0.5
 
 
-def test_the_optimised_symbols_never_score_worse(codec: vaecodec.Codec, tall: np.ndarray) -> None:
-    """refine keeps the plain symbols unless its own are better by the objective it optimises."""
+@pytest.fixture(scope="module")
+def context_codec() -> vaecodec.Codec:
+    """The shipped weights with context groups whose (random) corrections are not zero: a group's
+    means and scales depend on the earlier groups' symbols."""
+    torch.manual_seed(0)
+    model = with_context(load_weights().model, (16, 16, 32, 80), hidden=8).eval()
+    with torch.no_grad():
+        for network in model.context:
+            network[-1].weight.normal_(0, 0.02)
+            network[-1].bias.normal_(0, 0.02)
+    return vaecodec.Codec(weights_from_bytes(serialize_weights(model)), precision="fp32")
+
+
+@pytest.mark.parametrize("weights", ["shipped", "context"])
+def test_the_optimised_symbols_never_score_worse(weights: str, request: pytest.FixtureRequest,
+                                                 tall: np.ndarray) -> None:
+    """refine keeps the plain symbols unless its own are better by the objective it optimises,
+    and the file holds exactly those symbols: with context groups too, whose later groups' means
+    and scales follow the chosen symbols of the earlier ones."""
+    codec: vaecodec.Codec = request.getfixturevalue("codec" if weights == "shipped" else "context_codec")
     analysed = codec._analyse(tall)
     units = codec._main.level_units(quality_units(50))
     latent = codec._main.coder.gained(analysed.latent, units)
@@ -92,9 +109,12 @@ def test_the_optimised_symbols_never_score_worse(codec: vaecodec.Codec, tall: np
     symbols = sga.refine(synthesis, pixels, latent, lam, schedule(EFFORT))
     assert torch.equal(symbols, torch.round(symbols))
     assert objective.value(symbols) <= objective.value(torch.round(latent.residual))
+    assert not torch.equal(symbols, torch.round(latent.residual))  # the run found better ones
     # and the coder writes exactly these symbols
-    prepared = codec._main.coder.with_symbols(analysed.latent, latent, symbols)
-    assert torch.equal(torch.round(prepared.y * latent.gain - latent.offset), symbols)
+    coder = codec._main.coder
+    stream = coder.encode(coder.with_symbols(analysed.latent, latent, symbols), units)
+    written = coder.symbol_information(analysed.latent.hyper_stream, stream, latent.residual.shape[-2:], units)
+    assert np.array_equal(written["symbols"], symbols.numpy())
 
 
 @pytest.mark.parametrize("fraction", [0.6, 0.95])
@@ -132,14 +152,6 @@ def test_images_too_large_for_an_effort_are_refused() -> None:
     assert size_problem(DEFAULT_EFFORT, 6000, 4000) is None
     assert size_problem(9, 4000, 3000) is None
     assert "limited to images of 12.6 megapixels (memory); this one has 24.0" in size_problem(2, 6000, 4000)
-
-
-def test_weights_with_context_groups_refuse_an_effort(photo: Image.Image) -> None:
-    """Their groups' parameters depend on earlier groups' symbols, which the objective takes as fixed."""
-    model = with_context(HyperpriorModel(ModelConfig(8, 12)), (4, 8), hidden=8).eval()
-    codec = vaecodec.Codec(weights_from_bytes(serialize_weights(model)), precision="fp32")
-    with pytest.raises(vaecodec.VaecodecError, match="effort above 1 is not available yet"):
-        codec.compress(photo, 60, effort=2)
 
 
 def test_a_command_line_batch_writes_the_api_bytes(tmp_path: Path, capsys) -> None:

@@ -27,13 +27,13 @@ hyperprior's one stream is (``CodingTables.encode_segments``).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable
 
 import numpy as np
 import torch
 
 from vaecodec.entropy.tables import LOG_UNIT, scale_index
-from vaecodec.errors import VaecodecError
 from vaecodec.latent.hyperprior import GainedLatent, HyperpriorCoder, PreparedLatent, SymbolSource
 from vaecodec.model.fixed_point import ACT_BITS, ACT_LIMIT, IntegerSequential
 from vaecodec.model.hyperprior import HyperpriorModel
@@ -50,6 +50,16 @@ def build_exp_table() -> torch.Tensor:
     """E[L] = round(2**ACT_BITS * exp(-L / LOG_UNIT)) for L = -EXP_RANGE .. EXP_RANGE (built at export)."""
     levels = torch.arange(-EXP_RANGE, EXP_RANGE + 1, dtype=torch.float64)
     return torch.round((1 << ACT_BITS) * torch.exp(-levels / LOG_UNIT)).to(torch.int64)
+
+
+def _rounding(y: torch.Tensor, gain: torch.Tensor) -> GroupSymbols:
+    """The coder's quantization of a group: s = round(y * g - mu' * g)."""
+
+    def symbols(group: slice, means: torch.Tensor, indexes: np.ndarray) -> np.ndarray:
+        g = gain[:, group]
+        return torch.round(y[:, group] * g - means.to(g.device) * g).cpu().numpy()
+
+    return symbols
 
 
 class ContextCoder(HyperpriorCoder):
@@ -73,20 +83,38 @@ class ContextCoder(HyperpriorCoder):
         """The latent stream at an integer rate level: the groups' segments in order."""
         gain, _ = self._gains(level_units, prepared.y.device)
         segments: list[tuple[np.ndarray, np.ndarray]] = []
+        rounded = _rounding(prepared.y, gain)
 
         def symbols(group: slice, means: torch.Tensor, indexes: np.ndarray) -> np.ndarray:
-            g = gain[:, group]
-            values = torch.round(prepared.y[:, group] * g - means.to(g.device) * g).cpu().numpy()
+            values = rounded(group, means, indexes)
             segments.append((values, indexes))
             return values
 
         self._walk(prepared.means.cpu(), prepared.log_scales, level_units, symbols)
         return self.latent_tables.encode_segments(segments)
 
+    @torch.no_grad()
     def gained(self, prepared: PreparedLatent, level_units: int) -> GainedLatent:
-        """Not for this coder yet: a group's means and scales depend on the earlier groups' symbols,
-        which the encode effort's objective (``vaecodec.latent.sga``) takes as fixed."""
-        raise VaecodecError(f"an effort above 1 is not available yet for weights of kind {self.kind!r}")
+        """The latent at an integer rate level as :meth:`encode` rounds and codes it, with the
+        groups' means and scales of its plain symbols; for other symbols (the encode effort's) it
+        follows them, walking the groups again with those symbols.
+
+        The effort's objective (``vaecodec.latent.sga``) holds each step's means and scales fixed,
+        so it does not see how one group's symbols move the later groups' parameters; the symbols
+        it chooses are coded as chosen, each group's under the parameters that the earlier groups'
+        chosen symbols give, and its final comparison with the plain symbols uses those."""
+        gain, inverse_gain = self._gains(level_units, prepared.y.device)
+        means, log_scales = prepared.means.cpu(), prepared.log_scales
+
+        def walked(symbols_of: GroupSymbols) -> GainedLatent:
+            group_means, indexes, _ = self._walk(means, log_scales, level_units, symbols_of)
+            return replace(GainedLatent.at(prepared.y, group_means, indexes, gain, inverse_gain), follow=follow)
+
+        def follow(symbols: torch.Tensor) -> GainedLatent:
+            chosen = symbols.cpu().numpy()
+            return walked(lambda group, group_means, indexes: chosen[:, group])
+
+        return walked(_rounding(prepared.y, gain))
 
     def _read_latent(self, means: torch.Tensor, log_scales: torch.Tensor, level_units: int,
                      latent: SymbolSource) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:

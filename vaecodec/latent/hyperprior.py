@@ -101,13 +101,30 @@ class GainedLatent:
     """A prepared latent as the coder sees it at one rate level, for choosing its symbols by
     optimisation (``vaecodec.latent.sga``): the symbols are round(residual); the decoder's latent is
     (symbols + offset) * inverse_gain; each symbol is coded under a zero-mean Gaussian of ``scales``
-    (its table's scale). All (1, M, h, w) but the gains (1, M, 1, 1), on the networks' device."""
+    (its table's scale). All (1, M, h, w) but the gains (1, M, 1, 1), on the networks' device.
+
+    The offsets and scales are those of the plain symbols, round(residual). Where other symbols
+    would change them (a context coder: earlier groups' symbols set later groups' means and
+    scales), ``follow`` gives the latent as the coder codes those symbols instead."""
 
     residual: torch.Tensor  # y * g - mu * g
     offset: torch.Tensor  # mu * g
     gain: torch.Tensor
     inverse_gain: torch.Tensor
     scales: torch.Tensor
+    follow: Callable[[torch.Tensor], GainedLatent] | None = None
+
+    @staticmethod
+    def at(y: torch.Tensor, means: torch.Tensor, indexes: np.ndarray | torch.Tensor, gain: torch.Tensor,
+           inverse_gain: torch.Tensor) -> GainedLatent:
+        """The latent y with means mu (before gains) and table indexes, at a level's gains."""
+        offset = means.to(y.device) * gain
+        scales = torch.from_numpy(SCALE_TABLE).to(torch.float32)[torch.as_tensor(indexes)].to(y.device)
+        return GainedLatent(y * gain - offset, offset, gain, inverse_gain, scales)
+
+    def for_symbols(self, symbols: torch.Tensor) -> GainedLatent:
+        """The latent as the coder codes ``symbols``: its offsets and scales for them."""
+        return self if self.follow is None else self.follow(symbols)
 
 
 class HyperpriorCoder:
@@ -162,16 +179,14 @@ class HyperpriorCoder:
     def gained(self, prepared: PreparedLatent, level_units: int) -> GainedLatent:
         """The latent at an integer rate level as :meth:`encode` rounds and codes it."""
         gain, inverse_gain = self._gains(level_units, prepared.y.device)
-        offset = prepared.means * gain
         indexes = self.entropy_parameters.indexes(prepared.log_scales, level_units)
-        scales = torch.from_numpy(SCALE_TABLE).to(torch.float32)[indexes].to(prepared.y.device)
-        return GainedLatent(prepared.y * gain - offset, offset, gain, inverse_gain, scales)
+        return GainedLatent.at(prepared.y, prepared.means, indexes, gain, inverse_gain)
 
     @staticmethod
     def with_symbols(prepared: PreparedLatent, gained: GainedLatent, symbols: torch.Tensor) -> PreparedLatent:
         """The prepared latent that :meth:`encode` codes, at ``gained``'s level, as these integer
         symbols (a latent within float rounding of each symbol's centre, so it rounds to it)."""
-        return replace(prepared, y=(symbols + gained.offset) / gained.gain)
+        return replace(prepared, y=(symbols + gained.for_symbols(symbols).offset) / gained.gain)
 
     @torch.no_grad()
     def decode(self, hyper_stream: bytes, latent_stream: bytes, latent_size: tuple[int, int], level_units: int,

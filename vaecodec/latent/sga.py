@@ -11,7 +11,10 @@ the gradient; at the end the rounded result is kept if its objective beats the p
 Plain straight-through rounding and additive uniform noise made the objective worse here.
 
 Only the latent moves; the hyper-latent, and with it every mean and scale, stays the analysis's,
-so the hyper stream and the integer entropy parameters are computed once.
+so the hyper stream and the integer entropy parameters are computed once. With a context coder
+the later groups' means and scales also depend on the earlier groups' symbols: the steps hold
+those of the plain symbols fixed, and the final comparison, like the file, uses those that the
+chosen symbols give (``GainedLatent.for_symbols``).
 
 Bounded memory and determinism: the synthesis runs forward and back tile by tile (the decoder's
 strips, with their margins), each tile's gradient added into the whole in a fixed order, each
@@ -85,9 +88,11 @@ class _Objective:
         self.groups = [slice(start, min(start + _GROUP, channels)) for start in range(0, channels, _GROUP)]
 
     def value(self, symbols: torch.Tensor) -> float:
-        """The objective of integer symbols, as the coder and the decoder would see them."""
-        _, squared_error = self._distortion(self._decoded(symbols), gradient=False)
-        bits = sum(float(_bits(symbols[:, group], self.latent.scales[:, group]).double().sum())
+        """The objective of integer symbols, as the coder and the decoder would see them (under
+        the means and scales that these symbols give, ``GainedLatent.for_symbols``)."""
+        latent = self.latent.for_symbols(symbols)
+        _, squared_error = self._distortion(self._decoded(symbols, latent), gradient=False)
+        bits = sum(float(_bits(symbols[:, group], latent.scales[:, group]).double().sum())
                    for group in self.groups)
         return bits + self.weight * squared_error
 
@@ -116,8 +121,9 @@ class _Objective:
             gradient[:, group] = piece_gradient
         return gradient
 
-    def _decoded(self, symbols: torch.Tensor) -> torch.Tensor:
-        return (symbols + self.latent.offset).mul_(self.latent.inverse_gain)
+    def _decoded(self, symbols: torch.Tensor, latent: GainedLatent | None = None) -> torch.Tensor:
+        latent = latent or self.latent
+        return (symbols + latent.offset).mul_(latent.inverse_gain)
 
     def _distortion(self, y_hat: torch.Tensor, gradient: bool) -> tuple[torch.Tensor | None, float]:
         """The summed squared error of the decoded image and, with ``gradient``, its gradient to
