@@ -11,7 +11,8 @@ format, and any vaecodec with these weights decodes it. The search is stochastic
 The scale: effort 1 (the default) codes the analysis latent as it is, today's bytes; each higher
 effort runs more optimisation steps, each one pass of the synthesis transform forward and back
 (about one and a half plain encodes, alone on one or two threads), the gradient's pass wholly in
-bf16 where the codec runs bf16 (its last layer too, which the decoder keeps in float32). Every effort's schedule is the same apart from its length:
+bf16 where the codec runs bf16 (its last layer too, which the decoder keeps in float32). Every
+effort's schedule is the same apart from its length:
 Adam at a learning rate of 0.02 on the gained residual the coder rounds, the temperature annealed
 exponentially from 0.6 to 0.2, the rounded objective compared with the plain file's at the end.
 
@@ -64,18 +65,18 @@ MS-SSIM stayed within about 1.3 %. The bench ran beside a training run, which sl
 encodes more than the efforts' steps (24.6x and 284x there); alone on two threads effort 5 takes
 31-33x a plain encode and effort 9 about 385x (kodim01 and kodim04 at quality 40).
 
-A lead for the middle of the scale, measured after that bench (not used yet): rounding each
-element with a quadratic model of the distortion instead of annealing. One pass forward and back
-gives the distortion's gradient to each decoded latent element; a per-channel curvature (here the
-squared response of the synthesis to a one-step impulse of the channel, doubled for the
-neighbours it ignores) completes a local model, and each symbol moves by -1, 0 or +1, whichever
-lowers its bits plus lambda times the modelled distortion. Done on one checkerboard half, then
-(after a second gradient pass) on the other, it saved 3.9 % of the rate at equal PSNR on four
-validation crops (two clean, two JPEG) at qualities 30 and 70, where 8 SGA steps saved 2.6 % and 20 steps 6.2 %: two
-passes for two thirds of what 20 steps buy. Four passes gave 4.2 %; all elements in one pass
-1.5 %; without the doubling nothing (one pass, on one crop: -1.2 %). The impulses cost a forward pass per channel; one backward pass of
-a random sign vector estimates the same squared responses (E[(J^T r)_i^2] = |J_i|^2), which is
-what a shipped version should use.
+A lead for the middle of the scale, measured after that bench (not used yet): rounding each element
+with a quadratic model of the distortion instead of annealing. One pass forward and back gives the
+distortion's gradient to each decoded latent element; a per-channel curvature (here the squared
+response of the synthesis to a one-step impulse of the channel, doubled for the neighbours it
+ignores) completes a local model, and each symbol moves by -1, 0 or +1, whichever lowers its bits
+plus lambda times the modelled distortion. Done on one checkerboard half, then (after a second
+gradient pass) on the other, it saved 3.9 % of the rate at equal PSNR on four validation crops (two
+clean, two JPEG) at qualities 30 and 70, where 8 SGA steps saved 2.6 % and 20 steps 6.2 %: two
+passes for two thirds of what 20 steps buy. Four passes gave 4.2 %; all elements in one pass 1.5 %;
+without the doubling nothing (one pass, on one crop: -1.2 %). The impulses cost a forward pass per
+channel; one backward pass of a random sign vector estimates the same squared responses (E[(J^T
+r)_i^2] = |J_i|^2), which is what a shipped version should use.
 """
 
 from __future__ import annotations
