@@ -3,9 +3,9 @@
 The inputs are planned as for files (folders, ``-r``, globs), each named by its path under the
 folder it was found in, without the extension: that path is its key in the shards
 (``vaecodec.shards.sample_key``). The files are coded as ``encode`` codes them (``-j`` too: the
-command hands over its per-file work) and go into the shards in the order they finish, here in the
-main process, which alone writes. This module imports nothing of ``vaecodec.cli.main``, which
-imports it.
+command hands over its per-file work) and go into the shards in the inputs' order, whatever the
+order they finish in, here in the main process, which alone writes. This module imports nothing of
+``vaecodec.cli.main``, which imports it.
 """
 
 from __future__ import annotations
