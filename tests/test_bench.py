@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import json
 import urllib.error
 from dataclasses import replace
@@ -154,6 +155,11 @@ def test_report_writer_on_synthetic_results(tmp_path: Path) -> None:
     assert "not measured here" in report and "paper-codec" in report and "https://example.org/curve.json" in report
     assert "Skipped jxl: imagecodecs is not installed" in report
     assert "## Machine and versions" in report and "| torch threads |" in report and "Incomplete" not in report
+    assert "load average" not in report  # not recorded by this run
+    for load, says in ((9.0, "Other work shared the machine: the 1-minute load average reached 9.0"),
+                       (1.2, "No other work was seen: the 1-minute load average stayed at or under 1.2")):
+        write_report({**results, "highest_load": load}, out)
+        assert says in (out / "report.md").read_text()
 
 
 def test_ctrl_c_keeps_the_finished_images(tmp_path: Path) -> None:
@@ -218,7 +224,11 @@ def test_bench_command_end_to_end(tiny_folder: Path, tmp_path: Path, monkeypatch
         decoded = np.asarray(Image.open(buffer))
         assert record["psnr"] == pytest.approx(psnr(np.asarray(Image.open(tiny_folder / record["image"])), decoded), abs=1e-4)
     assert [p["codec"] for p in results["visual"]["panels"]] == ["vaecodec", "jpeg", "webp"]
-    assert "under 4 points" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "under 4 points" in report
+    if hasattr(os, "getloadavg"):  # the load the run saw, and what the report makes of it
+        assert results["highest_load"] >= 0
+        assert "Other work shared the machine" in report or "No other work was seen" in report
 
 
 def test_bench_command_errors(tiny_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

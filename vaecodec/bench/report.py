@@ -223,7 +223,8 @@ def _speed_section(results: dict[str, Any]) -> list[str]:
         "## Speed", "", "![Encode and decode times](speed.png)", "",
         f"Milliseconds per image: the median of {settings['repeats']} runs per image, averaged over images and "
         "qualities (in brackets, the fastest and slowest quality). Everything runs in one process, vaecodec's model "
-        f"loaded once; torch, AVIF and JPEG XL use {settings['threads']} threads, the other libraries one.",
+        f"loaded once; torch, AVIF and JPEG XL use {settings['threads']} threads, the other libraries one."
+        + _load_note(results),
         "",
         *_table(["codec", "encode ms", "decode ms"], rows),
     ]
@@ -259,6 +260,19 @@ def _method_section(results: dict[str, Any]) -> list[str]:
         *_table(["codec", "quality knob", "library"],
                 [[info["label"], info["knob"], info["version"]] for info in results["codecs"].values()]),
     ]
+
+
+def _load_note(results: dict[str, Any]) -> str:
+    """Whether other work shared the machine (the highest load average the run saw, which counts
+    the bench's own threads too); empty where the run did not record it."""
+    load = results.get("highest_load")
+    if load is None:
+        return ""
+    cores, threads = results["environment"]["machine"]["cores"], results["settings"]["threads"]
+    if load > threads + 0.5:
+        return (f" Other work shared the machine: the 1-minute load average reached {load:.1f} on {cores} cores "
+                f"(this run's threads: {threads}), so these times are inflated, and not all alike.")
+    return f" No other work was seen: the 1-minute load average stayed at or under {load:.1f} on {cores} cores."
 
 
 def _environment_section(results: dict[str, Any]) -> list[str]:

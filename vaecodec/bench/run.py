@@ -218,6 +218,15 @@ def _visual(records: list[dict[str, Any]], settings: VisualSettings) -> tuple[fl
     return target, [record for record in chosen if record is not None]
 
 
+def _note_load(results: dict[str, Any]) -> None:
+    """Keep the highest 1-minute load average seen after an image (the bench's own threads count
+    in it): the report says when other work shared the machine, which inflates the times unevenly
+    (measured here: beside a one-thread training run on two cores, a plain two-thread encode ran
+    about 2.6x slower, an effort encode, whose strips run one per thread, about 2x)."""
+    if hasattr(os, "getloadavg"):
+        results["highest_load"] = max(results.get("highest_load", 0.0), round(os.getloadavg()[0], 2))
+
+
 def run(plan: Plan, results: dict[str, Any], out: Path, visual: VisualSettings, show_progress: bool = True) -> dict[str, Any]:
     """Measure ``plan`` into ``results``, saving after each image; whatever stops it (Ctrl-C, an
     error), the images finished so far are saved and reported before it propagates."""
@@ -243,6 +252,7 @@ def run(plan: Plan, results: dict[str, Any], out: Path, visual: VisualSettings, 
                 report.write_visual(out / "visual.png", pixels[y : y + size, x : x + size], panels, results["codecs"])
                 results["visual"] = {"image": path.name, "box": [x, y, size], "target_bpp": target,
                                      "panels": [{k: r[k] for k in ("codec", "quality", "bpp", "psnr")} for r in chosen]}
+            _note_load(results)
             save_results(results, out)
         results["complete"] = True
     finally:
