@@ -61,9 +61,9 @@ which is all the CPU time allowed, so the choice is coarse):
 
 The bench (``bench/effort/report.md``; the README's table): on the first 8 Kodak images at
 qualities 20-80, effort 5 (20 steps) saved 3.4 % BD-rate (PSNR), effort 9 (256 steps) 8.8 %;
-MS-SSIM stayed within about 1.3 %. The bench ran beside a training run, which slowed its plain
-encodes more than the efforts' steps (24.6x and 284x there); alone on two threads effort 5 takes
-31-33x a plain encode and effort 9 about 385x (kodim01 and kodim04 at quality 40).
+MS-SSIM stayed within about 1.3 %, in 30.6x and 355x the plain encode's time (2 threads, an idle
+machine). A run beside a training run had given 24.6x and 284x: other load slowed its plain
+encodes more than the efforts' steps.
 
 A lead for the middle of the scale, measured after that bench (not used yet): rounding each element
 with a quadratic model of the distortion instead of annealing. One pass forward and back gives the

@@ -19,7 +19,7 @@ from vaecodec.effort import DEFAULT_EFFORT, EFFORTS, STEPS
 HELP = (f"{EFFORTS[0]}-{EFFORTS[-1]} (default {DEFAULT_EFFORT}): encode time spent on a smaller file at the same "
         "quality, decoded as any other. Above 1 the latent is optimised for the image (effort 5: "
         f"{STEPS[4]} steps, about 30x the time of a plain encode, 3.4%% fewer bits at equal PSNR; "
-        f"9: {STEPS[8]} steps, about 400x, 8.8%% fewer; measured on Kodak, see the README). With "
+        f"9: {STEPS[8]} steps, about 350x, 8.8%% fewer; measured on Kodak, see the README). With "
         "--size/--bpp/--psnr the quality is searched with plain encodes, then the file at the found quality "
         "is optimised and checked against the target again (if it misses, a nearby quality is, up to 3 "
         "times, else the plain file is kept): the search's cost plus usually one optimisation, and the "
