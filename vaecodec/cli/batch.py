@@ -239,15 +239,21 @@ def _in_pool(jobs: Sequence[Job], work: Callable[[Job], Outcome], workers: int,
                 busy = [f for f in running if not f.done()]
                 if busy:
                     show(done, running[busy[0]].source)
-                    nothing_to_yield = not next(iter(running)).done() if ordered else len(busy) == len(running)
-                    if nothing_to_yield:
-                        wait(busy, return_when=FIRST_COMPLETED)
-                ready = list(itertools.takewhile(Future.done, running)) if ordered else [f for f in running if f.done()]
-                for future in ready:
+                if busy and not _ready(running, ordered):
+                    wait(busy, return_when=FIRST_COMPLETED)
+                for future in _ready(running, ordered):
                     done += 1
                     yield running.pop(future), future.result
     finally:
         signal.signal(signal.SIGINT, handler)
+
+
+def _ready(running: dict[Future[Outcome], Job], ordered: bool) -> list[Future[Outcome]]:
+    """The finished jobs that may be yielded now: all of them, or with ``ordered`` those before
+    the first unfinished one."""
+    if ordered:
+        return list(itertools.takewhile(Future.done, running))
+    return [future for future in running if future.done()]
 
 
 def _do(work: Callable[[Job], Outcome], job: Job) -> Outcome:

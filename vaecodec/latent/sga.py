@@ -122,7 +122,7 @@ class _Objective:
         return gradient
 
     def _decoded(self, symbols: torch.Tensor, latent: GainedLatent | None = None) -> torch.Tensor:
-        latent = latent or self.latent
+        latent = self.latent if latent is None else latent
         return (symbols + latent.offset).mul_(latent.inverse_gain)
 
     def _distortion(self, y_hat: torch.Tensor, gradient: bool) -> tuple[torch.Tensor | None, float]:
