@@ -213,7 +213,7 @@ class Codec:
         ``effort`` (1-9, default 1) spends encode time for a smaller file at the same quality: above 1
         the latent is optimised for this image (``vaecodec.effort``); the file decodes as any other.
         With a target, the quality is searched plainly and then refined (``vaecodec.ratecontrol``).
-        ``progress``, if given, is called with (steps done, steps) after each optimisation step.
+        ``progress``, if given, is called with (done, in all) after each step or pass of the optimisation.
         """
         targets = {"quality": quality, "size": size, "bpp": bpp, "psnr": psnr}
         given = [name for name, value in targets.items() if value is not None]
@@ -232,7 +232,7 @@ class Codec:
         def refine(units: int) -> bytes:
             return self._encode(self._refined(analysed, units, optimisation, progress), units).to_bytes()
 
-        refined = refine if optimisation.steps else None
+        refined = refine if optimisation.passes_back else None
 
         if size is not None:
             if not isinstance(size, int) or isinstance(size, bool) or size <= 0:

@@ -97,8 +97,9 @@ from vaecodec.errors import VaecodecError
 
 EFFORTS = range(1, 10)
 DEFAULT_EFFORT = 1
-# Optimisation steps of each effort, 1 to 9.
-STEPS = (0, 4, 8, 12, 20, 32, 64, 128, 256)
+# Of each effort, 1 to 9: SGA steps, then polishing passes (``vaecodec.latent.sga.polish``).
+STEPS = (0, 0, 4, 9, 18, 32, 64, 128, 256)
+PASSES = (0, 2, 2, 2, 2, 0, 0, 0, 0)
 # The largest image an effort above the default codes (a 12-megapixel photo fits). The synthesis
 # runs strip by strip, but the optimisation also holds about a dozen latent-sized tensors (27 bytes
 # per pixel in all). Peak memory of an encode, measured with one step (the steps do not add to it):
@@ -108,13 +109,23 @@ MAX_PIXELS = 4096 * 3072
 
 @dataclass(frozen=True)
 class Schedule:
-    """The SGA run of one effort: ``steps`` Adam steps at ``learning_rate``, the temperature going
-    from ``temperatures[0]`` to ``temperatures[1]`` exponentially; ``seed`` of the rounding noise."""
+    """The search of one effort: ``steps`` SGA steps (Adam at ``learning_rate``, the temperature
+    going from ``temperatures[0]`` to ``temperatures[1]`` exponentially), then ``passes`` polishing
+    passes with the curvature scaled by ``curvature_scale``; ``seed`` of the rounding noise and the
+    curvature's random signs. Each step or pass is one pass of the synthesis forward and back, and
+    polishing costs one pass more."""
 
     steps: int
+    passes: int = 0
     learning_rate: float = 0.02
     temperatures: tuple[float, float] = (0.6, 0.2)
+    curvature_scale: float = 2.0
     seed: int = 2020
+
+    @property
+    def passes_back(self) -> int:
+        """Passes of the synthesis forward and back that the search takes (0: none, plain symbols)."""
+        return self.steps + (self.passes + 1 if self.passes else 0)
 
     def temperature(self, step: int) -> float:
         start, end = self.temperatures
@@ -130,7 +141,8 @@ def check_effort(effort: object) -> int:
 
 def schedule(effort: int) -> Schedule:
     """The optimisation an effort runs (no steps at the default)."""
-    return Schedule(STEPS[check_effort(effort) - 1])
+    index = check_effort(effort) - 1
+    return Schedule(STEPS[index], PASSES[index])
 
 
 def size_problem(effort: int, width: int, height: int) -> str | None:

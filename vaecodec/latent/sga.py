@@ -125,10 +125,23 @@ class _Objective:
         latent = self.latent if latent is None else latent
         return (symbols + latent.offset).mul_(latent.inverse_gain)
 
-    def _distortion(self, y_hat: torch.Tensor, gradient: bool) -> tuple[torch.Tensor | None, float]:
+    def curvature(self, symbols: torch.Tensor, seed: int) -> torch.Tensor:
+        """Per latent channel, the mean over its elements of sum_k J_ki^2, J the clamped
+        synthesis's Jacobian at these symbols, per unit symbol (so the squared error grows by about
+        that times d^2 when one symbol moves by d). Hutchinson's estimate: one backward pass of a
+        random sign per output value r, as E[(J^T r)_i^2] = sum_k J_ki^2, averaged over the
+        channel's positions."""
+        generator = torch.Generator().manual_seed(seed)
+        signs = (torch.randint(0, 2, self.pixels.shape, generator=generator) * 2 - 1).float().to(self.pixels.device)
+        response, _ = self._distortion(self._decoded(symbols), gradient=True, signs=signs)
+        return response.square_().mean(dim=(0, 2, 3), keepdim=True) * self.latent.inverse_gain**2
+
+    def _distortion(self, y_hat: torch.Tensor, gradient: bool,
+                    signs: torch.Tensor | None = None) -> tuple[torch.Tensor | None, float]:
         """The summed squared error of the decoded image and, with ``gradient``, its gradient to
-        ``y_hat``: tile by tile, added up in the tiles' order."""
-        pieces = self._map(lambda box: self._tile(y_hat, box, gradient))
+        ``y_hat`` (or, given ``signs`` of the image's shape, that of the decoded image's product
+        with them): tile by tile, added up in the tiles' order."""
+        pieces = self._map(lambda box: self._tile(y_hat, box, gradient, signs))
         total = torch.zeros_like(y_hat) if gradient else None
         squared_error = 0.0
         for (rows, cols), piece_gradient, piece_error in pieces:
@@ -142,9 +155,10 @@ class _Objective:
         with ThreadPoolExecutor(workers) if workers > 1 else nullcontext() as pool:
             return list(pool.map(run, self.boxes) if pool else map(run, self.boxes))
 
-    def _tile(self, y_hat: torch.Tensor, box: tuple[int, int, int, int],
-              gradient: bool) -> tuple[tuple[slice, slice], torch.Tensor | None, float]:
-        """One tile: its input's extent, the gradient there, and its centre's squared error."""
+    def _tile(self, y_hat: torch.Tensor, box: tuple[int, int, int, int], gradient: bool,
+              signs: torch.Tensor | None) -> tuple[tuple[slice, slice], torch.Tensor | None, float]:
+        """One tile: its input's extent, the gradient there (of the squared error, or of the
+        product with ``signs``), and its centre's squared error."""
         top, left, bottom, right = box
         height, width = y_hat.shape[-2:]
         margin, scale = self.synthesis.margin, self.synthesis.scale
@@ -163,24 +177,74 @@ class _Objective:
             first_row, first_col = (top - rows.start) * scale, (left - cols.start) * scale
             out = out[..., first_row : first_row + out_rows[1] - out_rows[0],
                       first_col : first_col + out_cols[1] - out_cols[0]].float().clamp(0, 1)
-            error = (out - self.pixels[..., out_rows[0] : out_rows[1], out_cols[0] : out_cols[1]]).square().sum()
-            piece_gradient = torch.autograd.grad(error, piece)[0] if gradient else None
+            centre = (..., slice(*out_rows), slice(*out_cols))
+            error = (out - self.pixels[centre]).square().sum()
+            differentiated = error if signs is None else (out * signs[centre]).sum()
+            piece_gradient = torch.autograd.grad(differentiated, piece)[0] if gradient else None
         return (rows, cols), piece_gradient, float(error.detach())
+
+
+def polish(objective: _Objective, symbols: torch.Tensor, passes: int, curvature_scale: float, seed: int,
+           advance: Callable[[], None]) -> torch.Tensor:
+    """Integer symbols moved by -1, 0 or +1 each, whichever lowers their bits plus lambda times a
+    quadratic model of the squared error: its gradient to each symbol (one pass forward and back)
+    and ``curvature_scale`` times the channel's mean curvature (``_Objective.curvature``, one pass
+    more). The model ignores how neighbours' moves add up, so each pass moves one checkerboard
+    half of the positions, the next pass (after a new gradient) the other."""
+    latent = objective.latent
+    curvature = objective.curvature(symbols, seed).mul_(curvature_scale * objective.weight)
+    advance()
+    rows, cols = symbols.shape[-2:]
+    checkerboard = (torch.arange(rows)[:, None] + torch.arange(cols)) % 2
+    for done in range(passes):
+        gradient, _ = objective._distortion(objective._decoded(symbols), gradient=True)
+        gradient.mul_(latent.inverse_gain * objective.weight)  # to the symbols
+        moves = torch.zeros_like(symbols)
+        for group in objective.groups:
+            now, scales = symbols[:, group], latent.scales[:, group]
+            bits, slope, bend = _bits(now, scales), gradient[:, group], curvature[:, group]
+            best = torch.zeros_like(now)
+            for move in (-1.0, 1.0):
+                cost = _bits(now + move, scales) - bits + slope * move + bend
+                best = torch.where(cost < best, cost, best)
+                moves[:, group] = torch.where((cost == best) & (cost < 0), move, moves[:, group])
+        del gradient
+        symbols = symbols + moves * (checkerboard == done % 2).to(moves)
+        advance()
+    return symbols
 
 
 def refine(synthesis: Synthesis, pixels: torch.Tensor, latent: GainedLatent, lam: float, schedule: Schedule,
            workers: int = 1, progress: Progress | None = None) -> torch.Tensor:
-    """The symbols (integers, float32, like ``latent.residual``) that SGA finds for this image:
-    ``pixels`` (1, 3, H, W) in [0, 1] on the latent's device, ``lam`` the level's trade-off.
+    """The symbols (integers, float32, like ``latent.residual``) that SGA and then ``polish`` find
+    for this image: ``pixels`` (1, 3, H, W) in [0, 1] on the latent's device, ``lam`` the level's
+    trade-off.
 
     Returns the plain symbols, round(residual), when the run does not improve on them. Call it with
     torch on one thread (``workers`` threads then run the tiles) for bytes that do not depend on
     the thread count.
     """
-    if schedule.steps == 0:
-        return torch.round(latent.residual)
+    plain = torch.round(latent.residual)
+    if not schedule.passes_back:
+        return plain
     objective = _Objective(synthesis, pixels, latent, lam, workers)
-    u = latent.residual.clone().requires_grad_(True)
+    done = 0
+
+    def advance() -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, schedule.passes_back)
+
+    found = _anneal(objective, schedule, advance) if schedule.steps else plain
+    if schedule.passes:
+        found = polish(objective, found, schedule.passes, schedule.curvature_scale, schedule.seed, advance)
+    return found if objective.value(found) < objective.value(plain) else plain
+
+
+def _anneal(objective: _Objective, schedule: Schedule, advance: Callable[[], None]) -> torch.Tensor:
+    """The rounded result of ``schedule.steps`` SGA steps from the analysis's residual."""
+    u = objective.latent.residual.clone().requires_grad_(True)
     adam = torch.optim.Adam([u], lr=schedule.learning_rate)
     generator = torch.Generator().manual_seed(schedule.seed)
     for step in range(schedule.steps):
@@ -189,9 +253,5 @@ def refine(synthesis: Synthesis, pixels: torch.Tensor, latent: GainedLatent, lam
         del uniform
         adam.step()
         u.grad = None
-        if progress is not None:
-            progress(step + 1, schedule.steps)
-    found = torch.round(u.detach())
-    del u, adam
-    plain = torch.round(latent.residual)
-    return found if objective.value(found) < objective.value(plain) else plain
+        advance()
+    return torch.round(u.detach())
