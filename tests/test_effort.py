@@ -225,7 +225,8 @@ def test_the_curvature_estimate_matches_the_synthesis_response(tall: np.ndarray)
     fp32 = vaecodec.Codec(precision="fp32")
     _, _, latent, _, synthesis, objective = _search(fp32, tall)
     symbols = torch.round(latent.residual)
-    estimate = objective.curvature(symbols, seed=1)[0, :, 0, 0]
+    response = objective.distortion(symbols, gradient=True, signs=objective.random_signs(1)).response
+    estimate = sga.channel_curvature(response, latent)[0, :, 0, 0]
     channels = torch.topk(estimate, 4).indices
     decode = lambda symbols: synthesis.network(objective._decoded(symbols)).clamp(0, 1)  # noqa: E731
     move = 0.05

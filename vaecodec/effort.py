@@ -98,8 +98,8 @@ from vaecodec.errors import VaecodecError
 EFFORTS = range(1, 10)
 DEFAULT_EFFORT = 1
 # Of each effort, 1 to 9: SGA steps, then polishing passes (``vaecodec.latent.sga.polish``).
-STEPS = (0, 0, 4, 9, 18, 32, 64, 128, 256)
-PASSES = (0, 2, 2, 2, 2, 0, 0, 0, 0)
+STEPS = (0, 0, 0, 9, 12, 32, 64, 128, 256)
+PASSES = (0, 3, 6, 3, 6, 0, 0, 0, 0)
 # The largest image an effort above the default codes (a 12-megapixel photo fits). The synthesis
 # runs strip by strip, but the optimisation also holds about a dozen latent-sized tensors (27 bytes
 # per pixel in all). Peak memory of an encode, measured with one step (the steps do not add to it):
@@ -112,20 +112,20 @@ class Schedule:
     """The search of one effort: ``steps`` SGA steps (Adam at ``learning_rate``, the temperature
     going from ``temperatures[0]`` to ``temperatures[1]`` exponentially), then ``passes`` polishing
     passes with the curvature scaled by ``curvature_scale``; ``seed`` of the rounding noise and the
-    curvature's random signs. Each step or pass is one pass of the synthesis forward and back, and
-    polishing costs one pass more."""
+    curvature's random signs. Each step or pass is one pass of the synthesis forward and back (the
+    first polishing pass goes back twice, for the curvature too)."""
 
     steps: int
     passes: int = 0
     learning_rate: float = 0.02
     temperatures: tuple[float, float] = (0.6, 0.2)
-    curvature_scale: float = 2.0
+    curvature_scale: float = 3.0
     seed: int = 2020
 
     @property
     def passes_back(self) -> int:
         """Passes of the synthesis forward and back that the search takes (0: none, plain symbols)."""
-        return self.steps + (self.passes + 1 if self.passes else 0)
+        return self.steps + self.passes
 
     def temperature(self, step: int) -> float:
         start, end = self.temperatures

@@ -43,6 +43,7 @@ from vaecodec.model.tiling import tile_boxes
 Progress = Callable[[int, int], None]  # (steps done, steps in all)
 _EDGE = 1e-5  # keeps atanh and the logistic noise finite
 _GROUP = 16  # latent channels whose rate terms are differentiated at once
+_SCALES = (1.0, 8.0)  # the bounds of the polish's recalibrated curvature scale
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,18 @@ def _bits(symbols: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
     return -torch.log2(gaussian_likelihood(symbols, torch.zeros((), device=symbols.device), scales))
 
 
+@dataclass
+class Distortion:
+    """One pass of the synthesis over the decoded latent: the summed squared error of the decoded
+    image; with a pass back, its gradient to the decoded latent; and, given random signs r of the
+    image's shape, the Hutchinson response J^T r (J the clamped synthesis's Jacobian), whose
+    squares estimate sum_k J_ki^2, as E[(J^T r)_i^2] = sum_k J_ki^2."""
+
+    squared_error: float
+    gradient: torch.Tensor | None = None
+    response: torch.Tensor | None = None
+
+
 class _Objective:
     """Rate + lambda * distortion of one image's latent symbols, in bits, and its gradient."""
 
@@ -91,10 +104,13 @@ class _Objective:
         """The objective of integer symbols, as the coder and the decoder would see them (under
         the means and scales that these symbols give, ``GainedLatent.for_symbols``)."""
         latent = self.latent.for_symbols(symbols)
-        _, squared_error = self._distortion(self._decoded(symbols, latent), gradient=False)
-        bits = sum(float(_bits(symbols[:, group], latent.scales[:, group]).double().sum())
-                   for group in self.groups)
-        return bits + self.weight * squared_error
+        squared_error = self._distortion(self._decoded(symbols, latent), gradient=False).squared_error
+        return self.bits(symbols, latent) + self.weight * squared_error
+
+    def bits(self, symbols: torch.Tensor, latent: GainedLatent | None = None) -> float:
+        """The bits of integer symbols under their coding Gaussians (by default the analysis's)."""
+        scales = (self.latent if latent is None else latent).scales
+        return sum(float(_bits(symbols[:, group], scales[:, group]).double().sum()) for group in self.groups)
 
     def gradient(self, u: torch.Tensor, temperature: float, uniform: torch.Tensor) -> torch.Tensor:
         """The objective's gradient to ``u`` at its soft rounding (``soft_round``).
@@ -108,7 +124,7 @@ class _Objective:
                 soft[:, group] = soft_round(u[:, group], temperature, uniform[:, group])
             decoded = self._decoded(soft)
             del soft
-        gradient, _ = self._distortion(decoded, gradient=True)
+        gradient = self._distortion(decoded, gradient=True).gradient
         del decoded
         gradient.mul_(self.latent.inverse_gain * self.weight)  # now to the soft symbols
         for group in self.groups:
@@ -125,40 +141,38 @@ class _Objective:
         latent = self.latent if latent is None else latent
         return (symbols + latent.offset).mul_(latent.inverse_gain)
 
-    def curvature(self, symbols: torch.Tensor, seed: int) -> torch.Tensor:
-        """Per latent channel, the mean over its elements of sum_k J_ki^2, J the clamped
-        synthesis's Jacobian at these symbols, per unit symbol (so the squared error grows by about
-        that times d^2 when one symbol moves by d). Hutchinson's estimate: one backward pass of a
-        random sign per output value r, as E[(J^T r)_i^2] = sum_k J_ki^2, averaged over the
-        channel's positions."""
-        generator = torch.Generator().manual_seed(seed)
-        signs = (torch.randint(0, 2, self.pixels.shape, generator=generator) * 2 - 1).float().to(self.pixels.device)
-        response, _ = self._distortion(self._decoded(symbols), gradient=True, signs=signs)
-        return response.square_().mean(dim=(0, 2, 3), keepdim=True) * self.latent.inverse_gain**2
+    def distortion(self, symbols: torch.Tensor, gradient: bool, signs: torch.Tensor | None = None) -> Distortion:
+        """The decoded image's squared error at integer symbols (under the analysis's means and
+        scales) and, with ``gradient``, its gradient to the decoded latent and, given ``signs``,
+        the Hutchinson response (``Distortion``) from the same pass forward."""
+        return self._distortion(self._decoded(symbols), gradient, signs)
 
-    def _distortion(self, y_hat: torch.Tensor, gradient: bool,
-                    signs: torch.Tensor | None = None) -> tuple[torch.Tensor | None, float]:
-        """The summed squared error of the decoded image and, with ``gradient``, its gradient to
-        ``y_hat`` (or, given ``signs`` of the image's shape, that of the decoded image's product
-        with them): tile by tile, added up in the tiles' order."""
+    def random_signs(self, seed: int) -> torch.Tensor:
+        """A random sign for every value of the image, for ``distortion``'s response."""
+        generator = torch.Generator().manual_seed(seed)
+        return (torch.randint(0, 2, self.pixels.shape, generator=generator) * 2 - 1).float().to(self.pixels.device)
+
+    def _distortion(self, y_hat: torch.Tensor, gradient: bool, signs: torch.Tensor | None = None) -> Distortion:
+        """``distortion`` of a decoded latent: tile by tile, added up in the tiles' order."""
         pieces = self._map(lambda box: self._tile(y_hat, box, gradient, signs))
-        total = torch.zeros_like(y_hat) if gradient else None
-        squared_error = 0.0
-        for (rows, cols), piece_gradient, piece_error in pieces:
-            if total is not None and piece_gradient is not None:
-                total[..., rows, cols] += piece_gradient
-            squared_error += piece_error
-        return total, squared_error
+        total = Distortion(0.0, torch.zeros_like(y_hat) if gradient else None,
+                           torch.zeros_like(y_hat) if gradient and signs is not None else None)
+        for (rows, cols), piece_gradient, piece_response, piece_error in pieces:
+            for whole, piece in ((total.gradient, piece_gradient), (total.response, piece_response)):
+                if whole is not None and piece is not None:
+                    whole[..., rows, cols] += piece
+            total.squared_error += piece_error
+        return total
 
     def _map(self, run: Callable) -> list:
         workers = min(self.workers, len(self.boxes))
         with ThreadPoolExecutor(workers) if workers > 1 else nullcontext() as pool:
             return list(pool.map(run, self.boxes) if pool else map(run, self.boxes))
 
-    def _tile(self, y_hat: torch.Tensor, box: tuple[int, int, int, int], gradient: bool,
-              signs: torch.Tensor | None) -> tuple[tuple[slice, slice], torch.Tensor | None, float]:
-        """One tile: its input's extent, the gradient there (of the squared error, or of the
-        product with ``signs``), and its centre's squared error."""
+    def _tile(self, y_hat: torch.Tensor, box: tuple[int, int, int, int], gradient: bool, signs: torch.Tensor | None
+              ) -> tuple[tuple[slice, slice], torch.Tensor | None, torch.Tensor | None, float]:
+        """One tile: its input's extent, the gradients there of the squared error and (given
+        ``signs``) of the product with them, and its centre's squared error."""
         top, left, bottom, right = box
         height, width = y_hat.shape[-2:]
         margin, scale = self.synthesis.margin, self.synthesis.scale
@@ -168,7 +182,7 @@ class _Objective:
         out_rows = (top * scale, min(bottom * scale, image_height))  # the centre, less the padding
         out_cols = (left * scale, min(right * scale, image_width))
         if out_rows[0] >= out_rows[1] or out_cols[0] >= out_cols[1]:
-            return (rows, cols), None, 0.0
+            return (rows, cols), None, None, 0.0
         # Grad mode is per thread: set here, in the worker that runs the tile.
         with torch.enable_grad() if gradient else torch.no_grad():
             piece = y_hat[..., rows, cols].detach().requires_grad_(gradient)
@@ -179,39 +193,75 @@ class _Objective:
                       first_col : first_col + out_cols[1] - out_cols[0]].float().clamp(0, 1)
             centre = (..., slice(*out_rows), slice(*out_cols))
             error = (out - self.pixels[centre]).square().sum()
-            differentiated = error if signs is None else (out * signs[centre]).sum()
-            piece_gradient = torch.autograd.grad(differentiated, piece)[0] if gradient else None
-        return (rows, cols), piece_gradient, float(error.detach())
+            piece_gradient = piece_response = None
+            if gradient:
+                (piece_gradient,) = torch.autograd.grad(error, piece, retain_graph=signs is not None)
+            if gradient and signs is not None:
+                (piece_response,) = torch.autograd.grad((out * signs[centre]).sum(), piece)
+        return (rows, cols), piece_gradient, piece_response, float(error.detach())
 
 
 def polish(objective: _Objective, symbols: torch.Tensor, passes: int, curvature_scale: float, seed: int,
            advance: Callable[[], None]) -> torch.Tensor:
     """Integer symbols moved by -1, 0 or +1 each, whichever lowers their bits plus lambda times a
-    quadratic model of the squared error: its gradient to each symbol (one pass forward and back)
-    and ``curvature_scale`` times the channel's mean curvature (``_Objective.curvature``, one pass
-    more). The model ignores how neighbours' moves add up, so each pass moves one checkerboard
-    half of the positions, the next pass (after a new gradient) the other."""
-    latent = objective.latent
-    curvature = objective.curvature(symbols, seed).mul_(curvature_scale * objective.weight)
-    advance()
+    quadratic model of the squared error: its gradient to each symbol and a curvature, the
+    channel's mean of sum_k J_ki^2 (``Distortion.response``, from the first pass's forward) times
+    a scale. The model ignores how the moves' responses add up, so each pass moves one
+    checkerboard half of the positions, the next pass (after a new gradient) the other; and as
+    the moves of a pass all lower the same errors, their responses overlap and the error falls
+    by less than modelled: the scale starts at ``curvature_scale`` and is then recalibrated after
+    every pass, from the error the pass actually left (the next pass's forward). A pass that made
+    the objective worse is undone."""
+    latent, weight = objective.latent, objective.weight
+    run = objective.distortion(symbols, gradient=True, signs=objective.random_signs(seed))
+    curvature = channel_curvature(run.response, latent).mul_(weight)
+    scale, squared_error = curvature_scale, run.squared_error
+    value = objective.bits(symbols) + weight * squared_error
+    gradient = run.gradient.mul_(latent.inverse_gain * weight)  # to the symbols
+    del run
     rows, cols = symbols.shape[-2:]
     checkerboard = (torch.arange(rows)[:, None] + torch.arange(cols)) % 2
     for done in range(passes):
-        gradient, _ = objective._distortion(objective._decoded(symbols), gradient=True)
-        gradient.mul_(latent.inverse_gain * objective.weight)  # to the symbols
-        moves = torch.zeros_like(symbols)
-        for group in objective.groups:
-            now, scales = symbols[:, group], latent.scales[:, group]
-            bits, slope, bend = _bits(now, scales), gradient[:, group], curvature[:, group]
-            best = torch.zeros_like(now)
-            for move in (-1.0, 1.0):
-                cost = _bits(now + move, scales) - bits + slope * move + bend
-                best = torch.where(cost < best, cost, best)
-                moves[:, group] = torch.where((cost == best) & (cost < 0), move, moves[:, group])
-        del gradient
-        symbols = symbols + moves * (checkerboard == done % 2).to(moves)
+        moves = _moves(objective, symbols, gradient, curvature * scale)
+        moves *= (checkerboard == done % 2).to(moves)
         advance()
+        if done == passes - 1:
+            return symbols + moves
+        candidate = symbols + moves
+        run = objective.distortion(candidate, gradient=True)
+        modelled_linear = float((gradient * moves).double().sum())
+        modelled_square = float((curvature * moves.square()).double().sum())
+        if modelled_square > 0:
+            found = (weight * (run.squared_error - squared_error) - modelled_linear) / modelled_square
+            scale = min(max(found, _SCALES[0]), _SCALES[1])
+        candidate_value = objective.bits(candidate) + weight * run.squared_error
+        if candidate_value < value:
+            symbols, value, squared_error = candidate, candidate_value, run.squared_error
+            gradient = run.gradient.mul_(latent.inverse_gain * weight)
+        del run
     return symbols
+
+
+def channel_curvature(response: torch.Tensor, latent: GainedLatent) -> torch.Tensor:
+    """Per latent channel, the mean over its positions of sum_k J_ki^2 per unit symbol (so the
+    squared error grows by about that times d^2 when one symbol moves by d), from a Hutchinson
+    response (``Distortion.response``)."""
+    return response.square().mean(dim=(0, 2, 3), keepdim=True) * latent.inverse_gain**2
+
+
+def _moves(objective: _Objective, symbols: torch.Tensor, gradient: torch.Tensor,
+           curvature: torch.Tensor) -> torch.Tensor:
+    """Each symbol's move, -1, 0 or +1, that lowers its bits + gradient * move + curvature * move^2
+    most (0 where neither lowers it)."""
+    moves = torch.zeros_like(symbols)
+    for group in objective.groups:
+        now, scales = symbols[:, group], objective.latent.scales[:, group]
+        bits, best = _bits(now, scales), torch.zeros_like(now)
+        for move in (-1.0, 1.0):
+            cost = _bits(now + move, scales) - bits + gradient[:, group] * move + curvature[:, group]
+            moves[:, group] = torch.where(cost < best, move, moves[:, group])
+            best = torch.minimum(cost, best)
+    return moves
 
 
 def refine(synthesis: Synthesis, pixels: torch.Tensor, latent: GainedLatent, lam: float, schedule: Schedule,
