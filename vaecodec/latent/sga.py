@@ -1,4 +1,5 @@
-"""Choosing a latent's symbols for one image by stochastic Gumbel annealing (the encode effort).
+"""Choosing a latent's symbols for one image (the encode effort): stochastic Gumbel annealing,
+then polishing.
 
 Yang, Bamler & Mandt, "Improving Inference for Neural Image Compression" (NeurIPS 2020). The
 variable is the gained residual u that the coder rounds (``GainedLatent``); the objective is the
@@ -10,20 +11,25 @@ Bernoulli whose odds favour the nearer integer, sharper as the temperature falls
 the gradient; at the end the rounded result is kept if its objective beats the plain symbols'.
 Plain straight-through rounding and additive uniform noise made the objective worse here.
 
+Polishing (``polish``) then moves single symbols by one where a quadratic model of the distortion
+(the gradient at the integer symbols and a per-channel curvature) says that pays, one
+checkerboard half per pass: per pass it gains more than an annealing step at first, then less
+(measurements in ``vaecodec.effort``).
+
 Only the latent moves; the hyper-latent, and with it every mean and scale, stays the analysis's,
 so the hyper stream and the integer entropy parameters are computed once. With a context coder
-the later groups' means and scales also depend on the earlier groups' symbols: the steps hold
+the later groups' means and scales also depend on the earlier groups' symbols: the steps and passes hold
 those of the plain symbols fixed, and the final comparison, like the file, uses those that the
 chosen symbols give (``GainedLatent.for_symbols``).
 
 Bounded memory and determinism: the synthesis runs forward and back tile by tile (the decoder's
 strips, with their margins), each tile's gradient added into the whole in a fixed order, each
 convolution on one thread (the caller's ``workers`` threads share out the tiles, as in
-``vaecodec.model.tiling``). The rounding noise comes from a fixed seed, drawn on the CPU in one call
-per step. So the same image, quality and effort give the same symbols whatever the thread count,
+``vaecodec.model.tiling``). The rounding noise and the curvature's random signs come from a fixed
+seed, drawn on the CPU in one call per step. So the same image, quality and effort give the same symbols whatever the thread count,
 and at most ``workers`` tiles' activations are held at once, besides about eight latent-sized
 tensors (the variable, Adam's two moments, the gradient, the scales, offsets, noise and best
-symbols: for a 24-megapixel photo 54 MB each).
+symbols; polishing's gradient, response and moves: for a 24-megapixel photo 54 MB each).
 """
 
 from __future__ import annotations
