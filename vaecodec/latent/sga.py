@@ -110,7 +110,11 @@ class _Objective:
         """The objective of integer symbols, as the coder and the decoder would see them (under
         the means and scales that these symbols give, ``GainedLatent.for_symbols``)."""
         latent = self.latent.for_symbols(symbols)
-        squared_error = self._distortion(self._decoded(symbols, latent), gradient=False).squared_error
+        return self.cost(symbols, self._distortion(self._decoded(symbols, latent), gradient=False).squared_error,
+                         latent)
+
+    def cost(self, symbols: torch.Tensor, squared_error: float, latent: GainedLatent | None = None) -> float:
+        """The objective of integer symbols whose decoded image has this squared error."""
         return self.bits(symbols, latent) + self.weight * squared_error
 
     def bits(self, symbols: torch.Tensor, latent: GainedLatent | None = None) -> float:
@@ -130,9 +134,8 @@ class _Objective:
                 soft[:, group] = soft_round(u[:, group], temperature, uniform[:, group])
             decoded = self._decoded(soft)
             del soft
-        gradient = self._distortion(decoded, gradient=True).gradient
+        gradient = self.per_symbol(self._distortion(decoded, gradient=True).gradient)  # to the soft symbols
         del decoded
-        gradient.mul_(self.latent.inverse_gain * self.weight)  # now to the soft symbols
         for group in self.groups:
             with torch.enable_grad():
                 piece = u[:, group].detach().requires_grad_(True)
@@ -142,6 +145,11 @@ class _Objective:
                                                         [torch.ones_like(bits), gradient[:, group]])
             gradient[:, group] = piece_gradient
         return gradient
+
+    def per_symbol(self, gradient: torch.Tensor) -> torch.Tensor:
+        """The squared error's gradient to the decoded latent (``Distortion.gradient``), in place
+        made the objective's gradient to the symbols."""
+        return gradient.mul_(self.latent.inverse_gain * self.weight)
 
     def _decoded(self, symbols: torch.Tensor, latent: GainedLatent | None = None) -> torch.Tensor:
         latent = self.latent if latent is None else latent
@@ -222,8 +230,8 @@ def polish(objective: _Objective, symbols: torch.Tensor, passes: int, curvature_
     run = objective.distortion(symbols, gradient=True, signs=objective.random_signs(seed))
     curvature = channel_curvature(run.response, latent).mul_(weight)
     scale, squared_error = curvature_scale, run.squared_error
-    value = objective.bits(symbols) + weight * squared_error
-    gradient = run.gradient.mul_(latent.inverse_gain * weight)  # to the symbols
+    value = objective.cost(symbols, squared_error)
+    gradient = objective.per_symbol(run.gradient)
     del run
     rows, cols = symbols.shape[-2:]
     checkerboard = (torch.arange(rows)[:, None] + torch.arange(cols)) % 2
@@ -240,10 +248,10 @@ def polish(objective: _Objective, symbols: torch.Tensor, passes: int, curvature_
         if modelled_square > 0:
             found = (weight * (run.squared_error - squared_error) - modelled_linear) / modelled_square
             scale = min(max(found, _SCALES[0]), _SCALES[1])
-        candidate_value = objective.bits(candidate) + weight * run.squared_error
+        candidate_value = objective.cost(candidate, run.squared_error)
         if candidate_value < value:
             symbols, value, squared_error = candidate, candidate_value, run.squared_error
-            gradient = run.gradient.mul_(latent.inverse_gain * weight)
+            gradient = objective.per_symbol(run.gradient)
         del run
     return symbols
 
