@@ -242,3 +242,17 @@ def test_the_curvature_estimate_matches_the_synthesis_response(tall: np.ndarray)
         exact /= symbols[0, 0].numel()
     assert 0.85 < float(estimate[channels].sum() / exact.sum()) < 1.18
     assert torch.all((estimate[channels] / exact - 1).abs() < 0.35)
+
+
+def test_polishing_at_a_lower_distortion_weight_spends_fewer_bits(codec: vaecodec.Codec, tall: np.ndarray) -> None:
+    """``Schedule.polish_weight`` reaches the moves: weighing the distortion less, polishing
+    settles on symbols of fewer bits (and a larger error) than at the full lambda."""
+    _, _, latent, _, _, objective = _search(codec, tall)
+    plain = torch.round(latent.residual)
+    polished = {weight: sga.polish(objective.weighted(weight), plain, 3, 3.0, seed=1, advance=lambda: None)
+                for weight in (0.5, 1.0)}
+    bits = {weight: objective.bits(symbols) for weight, symbols in polished.items()}
+    errors = {weight: objective.distortion(symbols, gradient=False).squared_error
+              for weight, symbols in polished.items()}
+    assert bits[0.5] < bits[1.0] < objective.bits(plain)
+    assert errors[0.5] > errors[1.0]

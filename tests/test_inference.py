@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 from vaecodec.model.hyperprior import HyperpriorModel, ModelConfig
-from vaecodec.model.inference import SubPixelConv, analysis_for_coding, synthesis_for_coding
+from vaecodec.model.inference import InverseGDNForGradients, SubPixelConv, analysis_for_coding, synthesis_for_coding
+from vaecodec.model.layers import GDN
 
 
 @pytest.mark.parametrize(("kernel", "stride", "padding"), [(5, 2, 2), (3, 2, 1), (4, 2, 1), (5, 1, 2), (7, 3, 3), (2, 2, 0)])
@@ -53,6 +54,28 @@ def test_the_gradient_synthesis_runs_its_last_layer_in_bf16_and_stays_close() ->
     reference = model.g_s(y)
     for network in (exact, gradients):
         assert (network(y).float() - reference).abs().max() < 0.05 * reference.abs().max()
+
+
+def test_the_gradient_networks_inverse_gdn_has_the_textbook_layers_value_and_gradient() -> None:
+    """The written-out IGDN gradient (``InverseGDNForGradients``) against autograd's through ``GDN``."""
+    torch.manual_seed(0)
+    gdn = GDN(6, inverse=True).double()
+    with torch.no_grad():
+        gdn.beta_sqrt.add_(torch.rand(6, dtype=torch.float64))
+        gdn.gamma_sqrt.add_(0.2 * torch.rand(6, 6, dtype=torch.float64))
+    fused = InverseGDNForGradients(gdn)
+    x = torch.randn(2, 6, 5, 7, dtype=torch.float64)
+    weights = torch.randn(2, 6, 5, 7, dtype=torch.float64)
+    values, gradients = [], []
+    for layer in (gdn, fused):
+        point = x.clone().requires_grad_(True)
+        out = layer(point)
+        (gradient,) = torch.autograd.grad((out * weights).sum(), point)
+        values.append(out.detach())
+        gradients.append(gradient)
+    assert torch.allclose(values[0], values[1], rtol=1e-12, atol=0)
+    assert torch.allclose(gradients[0], gradients[1], rtol=1e-10, atol=1e-12)
+    assert not torch.allclose(gradients[0], weights * values[0] / x)  # the normalisation's own term counts
 
 
 def _keep_freed_memory_in_a_fresh_process(environment: dict[str, str]) -> str:

@@ -13,8 +13,8 @@ Plain straight-through rounding and additive uniform noise made the objective wo
 
 Polishing (``polish``) then moves single symbols by one where a quadratic model of the distortion
 (the gradient at the integer symbols and a per-channel curvature) says that pays, one
-checkerboard half per pass: per pass it gains more than an annealing step at first, then less
-(measurements in ``vaecodec.effort``).
+checkerboard half per pass, weighing the distortion at 0.75 lambda (``Schedule.polish_weight``,
+measured): per pass it gains more than an annealing step (measurements in ``vaecodec.effort``).
 
 Only the latent moves; the hyper-latent, and with it every mean and scale, stays the analysis's,
 so the hyper stream and the integer entropy parameters are computed once. With a context coder
@@ -34,6 +34,7 @@ symbols; polishing's gradient, response and moves: for a 24-megapixel photo 54 M
 
 from __future__ import annotations
 
+import copy
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -105,6 +106,12 @@ class _Objective:
         self.boxes = tile_boxes(*latent.residual.shape[-2:], synthesis.tile)
         channels = latent.residual.shape[1]
         self.groups = [slice(start, min(start + _GROUP, channels)) for start in range(0, channels, _GROUP)]
+
+    def weighted(self, factor: float) -> _Objective:
+        """The same objective with its distortion weighted ``factor`` times as much."""
+        scaled = copy.copy(self)
+        scaled.weight = self.weight * factor
+        return scaled
 
     def value(self, symbols: torch.Tensor) -> float:
         """The objective of integer symbols, as the coder and the decoder would see them (under
@@ -217,8 +224,8 @@ class _Objective:
 
 def polish(objective: _Objective, symbols: torch.Tensor, passes: int, curvature_scale: float, seed: int,
            advance: Callable[[], None]) -> torch.Tensor:
-    """Integer symbols moved by -1, 0 or +1 each, whichever lowers their bits plus lambda times a
-    quadratic model of the squared error: its gradient to each symbol and a curvature, the
+    """Integer symbols moved by -1, 0 or +1 each, whichever lowers their bits plus the objective's
+    weight (``_Objective.weighted``) times a quadratic model of the squared error: its gradient to each symbol and a curvature, the
     channel's mean of sum_k J_ki^2 (``Distortion.response``, from the first pass's forward) times
     a scale. The model ignores how the moves' responses add up, so each pass moves one
     checkerboard half of the positions, the next pass (after a new gradient) the other; and as
@@ -302,7 +309,8 @@ def refine(synthesis: Synthesis, pixels: torch.Tensor, latent: GainedLatent, lam
 
     found = _anneal(objective, schedule, advance) if schedule.steps else plain
     if schedule.passes:
-        found = polish(objective, found, schedule.passes, schedule.curvature_scale, schedule.seed, advance)
+        found = polish(objective.weighted(schedule.polish_weight), found, schedule.passes, schedule.curvature_scale,
+                       schedule.seed, advance)
     return found if objective.value(found) < objective.value(plain) else plain
 
 

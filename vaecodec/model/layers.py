@@ -28,11 +28,14 @@ class GDN(nn.Module):
         self.gamma_sqrt = nn.Parameter(torch.sqrt(0.1 * torch.eye(channels)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        beta = self.beta_sqrt.square() + 1e-6
-        gamma = self.gamma_sqrt.square()
-        c = gamma.shape[0]
-        norm = F.conv2d(x * x, gamma.view(c, c, 1, 1), beta)
+        beta, gamma = self.beta_gamma()
+        norm = F.conv2d(x * x, gamma, beta)
         return x * torch.sqrt(norm) if self.inverse else x * torch.rsqrt(norm)
+
+    def beta_gamma(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """beta (C,) and gamma as the weight of a 1x1 convolution (C, C, 1, 1)."""
+        c = self.gamma_sqrt.shape[0]
+        return self.beta_sqrt.square() + 1e-6, self.gamma_sqrt.square().view(c, c, 1, 1)
 
 
 class FactorizedDensity(nn.Module):
