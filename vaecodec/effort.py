@@ -100,7 +100,9 @@ the modelled distortion; the next pass takes the other half.
   passes 4.10 % (rerun with the inverse GDN's written-out gradient, which changes only float
   rounding: such reruns differ by about 0.15 points), 10 passes 4.73 %, 12 4.76 %, 14 4.85 %,
   against 6 steps and 6 passes 4.70 % and 9 steps and 3 passes 4.47 %. So effort 4 polishes 10
-  passes, and effort 5 (12 steps, 6 passes) is where annealing starts to pay.
+  passes, and effort 5 (12 steps, 6 passes) is where annealing starts to pay. After 32 steps
+  (6.91 %), 6 passes added 0.70 points (7.61 %), about what 6 more steps add at that length (20
+  to 32 steps added 0.15 a step), so efforts 6-9 only anneal.
 - Annealing after polishing does not add (from polished symbols, the residual shifted by the
   moves: 2 passes and 8 steps saved as much as 12 steps alone on four crops), and neither did a
   larger or smaller learning rate at 12 steps (0.01: 2.93 %, 0.03: 2.53 %, 0.04: 2.43 %, against
