@@ -13,8 +13,9 @@ Plain straight-through rounding and additive uniform noise made the objective wo
 
 Polishing (``polish``) then moves single symbols by one where a quadratic model of the distortion
 (the gradient at the integer symbols and a per-channel curvature) says that pays, one
-checkerboard half per pass, weighing the distortion at 0.75 lambda (``Schedule.polish_weight``,
-measured): per pass it gains more than an annealing step (measurements in ``vaecodec.effort``).
+checkerboard half per pass, weighing the distortion at a measured fraction of lambda
+(``Schedule.polish_weight``): per pass it gains more than an annealing step (measurements in
+``vaecodec.effort``).
 
 Only the latent moves; the hyper-latent, and with it every mean and scale, stays the analysis's,
 so the hyper stream and the integer entropy parameters are computed once. With a context coder
@@ -225,9 +226,9 @@ class _Objective:
 def polish(objective: _Objective, symbols: torch.Tensor, passes: int, curvature_scale: float, seed: int,
            advance: Callable[[], None]) -> torch.Tensor:
     """Integer symbols moved by -1, 0 or +1 each, whichever lowers their bits plus the objective's
-    weight (``_Objective.weighted``) times a quadratic model of the squared error: its gradient to each symbol and a curvature, the
-    channel's mean of sum_k J_ki^2 (``Distortion.response``, from the first pass's forward) times
-    a scale. The model ignores how the moves' responses add up, so each pass moves one
+    weight (``_Objective.weighted``) times a quadratic model of the squared error: its gradient
+    to each symbol and a curvature, the channel's mean of sum_k J_ki^2 (``Distortion.response``,
+    from the first pass's forward) times a scale. The model ignores how the moves' responses add up, so each pass moves one
     checkerboard half of the positions, the next pass (after a new gradient) the other; and as
     the moves of a pass all lower the same errors, their responses overlap and the error falls
     by less than modelled: the scale starts at ``curvature_scale`` and is then recalibrated after
