@@ -14,6 +14,7 @@ from typing import NamedTuple
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from skimage import data
 
@@ -115,12 +116,14 @@ def _search(codec: vaecodec.Codec, pixels: np.ndarray) -> _Search:
                    sga._Objective(synthesis, _unit_range(analysed.pixels[None], codec.device), latent, lam, workers=1))
 
 
-@pytest.mark.parametrize(("weights", "effort"), [("shipped", 2), ("shipped", EFFORT), ("context", EFFORT)])
+@pytest.mark.parametrize(("weights", "effort"), [("shipped", 2), ("shipped", EFFORT), ("shipped", 6), ("context", EFFORT),
+                                                 ("context", 6)])
 def test_the_optimised_symbols_never_score_worse(weights: str, effort: int, request: pytest.FixtureRequest,
                                                  tall: np.ndarray) -> None:
     """refine keeps the plain symbols unless its own are better by the objective it optimises,
     and the file holds exactly those symbols: with context groups too, whose later groups' means
-    and scales follow the chosen symbols of the earlier ones. Effort 2 only polishes."""
+    and scales follow the chosen symbols of the earlier ones. Efforts 2 and 3 only polish, 6
+    anneals first."""
     codec: vaecodec.Codec = request.getfixturevalue("codec" if weights == "shipped" else "context_codec")
     analysed, units, latent, lam, synthesis, objective = _search(codec, tall)
     calls: list[tuple[int, int]] = []
@@ -218,41 +221,53 @@ def test_progress_shows_on_a_terminal_and_is_erased() -> None:
 
 
 def test_the_curvature_estimate_matches_the_synthesis_response(tall: np.ndarray) -> None:
-    """The polish's per-channel curvature (one backward pass of random signs) against its exact
-    value: the squared change of the decoded image per unit of a small move of each symbol, in
-    float32. The moves of a 7x7 grid of offsets run together, 112 pixels apart, beyond the reach
-    of one symbol's response."""
+    """The polish's curvature (one backward pass of random signs, ``sga.curvature``) against its
+    exact value: the squared change of the photo's decoded pixels per unit of a small move of each
+    symbol, in float32, for the four channels of the largest curvature. The moves of a 7x7 grid of
+    offsets run together, 112 pixels apart, beyond the reach of one symbol's response; each moved
+    symbol's change is the change within three latent cells (48 pixels) of it.
+
+    For every seed the estimate follows the symbols' own values (correlation about 0.9 here) more
+    closely than its channels' means would, and its totals are unbiased."""
     fp32 = vaecodec.Codec(precision="fp32")
     _, _, latent, _, synthesis, objective = _search(fp32, tall)
     symbols = torch.round(latent.residual)
-    response = objective.distortion(symbols, gradient=True, signs=objective.random_signs(1)).response
-    estimate = sga.channel_curvature(response, latent)[0, :, 0, 0]
-    channels = torch.topk(estimate, 4).indices
+    height, width = objective.pixels.shape[-2:]
+    estimates = [sga.curvature(objective.distortion(symbols, gradient=True, signs=objective.random_signs(seed)).response,
+                               latent)[0] for seed in range(1, 5)]
+    channels = torch.topk(sum(estimates).mean(dim=(1, 2)), 4).indices
     decode = lambda symbols: synthesis.network(objective._decoded(symbols)).clamp(0, 1)  # noqa: E731
     move = 0.05
+    exact = torch.zeros(len(channels), *symbols.shape[-2:])
     with torch.no_grad():
         before = decode(symbols)
-        exact = torch.zeros(len(channels))
+        padded = before.shape[-2] - height, before.shape[-1] - width
         for index, channel in enumerate(channels):
             for row in range(7):
                 for col in range(7):
                     moved = symbols.clone()
                     moved[:, channel, row::7, col::7] += move
-                    exact[index] += (decode(moved) - before).square().sum() / move**2
-        exact /= symbols[0, 0].numel()
-    assert 0.85 < float(estimate[channels].sum() / exact.sum()) < 1.18
-    assert torch.all((estimate[channels] / exact - 1).abs() < 0.35)
+                    change = (decode(moved) - before)[..., :height, :width].square().sum(dim=1, keepdim=True)
+                    cells = F.avg_pool2d(F.pad(change, (0, padded[1], 0, padded[0])), 16, divisor_override=1)
+                    near = F.avg_pool2d(cells, 7, stride=1, padding=3, divisor_override=1)
+                    exact[index, row::7, col::7] = near[0, 0, row::7, col::7] / move**2
+    assert 0.85 < float(sum(estimate[channels].sum() for estimate in estimates) / exact.sum() / 4) < 1.15
+    off = lambda estimate: float((estimate - exact).square().sum() / exact.square().sum())  # noqa: E731
+    for estimate in (estimate[channels] for estimate in estimates):
+        assert off(estimate) < 0.7 * off(estimate.mean(dim=(1, 2), keepdim=True).expand_as(exact))
+        assert np.corrcoef(estimate.flatten().numpy(), exact.flatten().numpy())[0, 1] > 0.8
 
 
-def test_polishing_at_a_lower_distortion_weight_spends_fewer_bits(codec: vaecodec.Codec, tall: np.ndarray) -> None:
-    """``Schedule.polish_weight`` reaches the moves: weighing the distortion less, polishing
-    settles on symbols of fewer bits (and a larger error) than at the full lambda."""
+def test_polishing_lowers_the_objective_and_reports_its_errors(codec: vaecodec.Codec, tall: np.ndarray) -> None:
+    """polish ends on other symbols, of a lower objective than its start's, and the squared
+    errors it reports (which spare the final choice two passes of the synthesis) are those of
+    its symbols and of the symbols it started from."""
     _, _, latent, _, _, objective = _search(codec, tall)
     plain = torch.round(latent.residual)
-    polished = {weight: sga.polish(objective.weighted(weight), plain, 3, 3.0, seed=1, advance=lambda: None)
-                for weight in (0.5, 1.0)}
-    bits = {weight: objective.bits(symbols) for weight, symbols in polished.items()}
-    errors = {weight: objective.distortion(symbols, gradient=False).squared_error
-              for weight, symbols in polished.items()}
-    assert bits[0.5] < bits[1.0] < objective.bits(plain)
-    assert errors[0.5] > errors[1.0]
+    result = sga.polish(objective, plain, 3, 1.5, seed=1, advance=lambda: None)
+    assert not torch.equal(result.symbols, plain)
+    measured = {"end": objective.distortion(result.symbols, gradient=False).squared_error,
+                "start": objective.distortion(plain, gradient=False).squared_error}
+    assert result.squared_error == pytest.approx(measured["end"], rel=1e-6)
+    assert result.start_squared_error == pytest.approx(measured["start"], rel=1e-6)
+    assert objective.cost(result.symbols, measured["end"]) < objective.cost(plain, measured["start"])

@@ -338,8 +338,7 @@ class Codec:
         coder = self._main.coder
         gained = coder.gained(analysed.latent, units)
         lam = float(self.model.lambdas_at(torch.tensor([level_of(units)], device=self.device)))
-        synthesis = sga.Synthesis(self._main.synthesis, *SYNTHESIS_TILING, scale=16,
-                                  gradient_network=self._main.synthesis_gradients)
+        synthesis = sga.Synthesis(self._main.synthesis_gradients, *SYNTHESIS_TILING, scale=16)
         with _one_cpu_thread_per_tile(self.device, analysed.width * analysed.height) as workers:
             symbols = sga.refine(synthesis, _unit_range(analysed.pixels[None], self.device), gained, lam, optimisation,
                                  workers, progress)

@@ -144,8 +144,8 @@ from vaecodec.errors import VaecodecError
 EFFORTS = range(1, 10)
 DEFAULT_EFFORT = 1
 # Of each effort, 1 to 9: SGA steps, then polishing passes (``vaecodec.latent.sga.polish``).
-STEPS = (0, 0, 0, 0, 12, 32, 64, 128, 256)
-PASSES = (0, 3, 6, 10, 6, 0, 0, 0, 0)
+STEPS = (0, 0, 0, 0, 0, 32, 64, 128, 256)
+PASSES = (0, 2, 4, 6, 10, 6, 6, 6, 6)
 # The largest image an effort above the default codes (a 12-megapixel photo fits). The synthesis
 # runs strip by strip, but the optimisation also holds about a dozen latent-sized tensors (27 bytes
 # per pixel in all). Peak memory of an encode, measured with one step (the steps do not add to it):
@@ -158,9 +158,7 @@ MAX_PIXELS = 4096 * 3072
 class Schedule:
     """The search of one effort: ``steps`` SGA steps (Adam at ``learning_rate``, the temperature
     going from ``temperatures[0]`` to ``temperatures[1]`` exponentially), then ``passes`` polishing
-    passes, the curvature's scale starting at ``curvature_scale``, weighing the distortion at
-    ``polish_weight`` times the level's lambda (the annealing and the final choice weigh it at
-    lambda itself); ``seed`` of the rounding noise and the
+    passes, the curvature's scale starting at ``curvature_scale``; ``seed`` of the rounding noise and the
     curvature's random signs. Each step or pass is one pass of the synthesis forward and back (the
     first polishing pass goes back twice, for the curvature too)."""
 
@@ -168,8 +166,7 @@ class Schedule:
     passes: int = 0
     learning_rate: float = 0.02
     temperatures: tuple[float, float] = (0.6, 0.2)
-    curvature_scale: float = 3.0
-    polish_weight: float = 0.75
+    curvature_scale: float = 1.5
     seed: int = 2020
 
     @property
