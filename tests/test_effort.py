@@ -24,7 +24,7 @@ from vaecodec.bench.codecs import BenchOptions, build_codecs
 from vaecodec.cli.effort import terminal_progress
 from vaecodec.cli.main import main
 from vaecodec.codec import SYNTHESIS_TILING, AnalysedImage, _unit_range
-from vaecodec.effort import DEFAULT_EFFORT, schedule, size_problem
+from vaecodec.effort import DEFAULT_EFFORT, Schedule, schedule, size_problem
 from vaecodec.format.container import parse
 from vaecodec.latent import sga
 from vaecodec.latent.hyperprior import GainedLatent
@@ -256,6 +256,10 @@ def test_the_curvature_estimate_matches_the_synthesis_response(tall: np.ndarray)
     for estimate in (estimate[channels] for estimate in estimates):
         assert off(estimate) < 0.7 * off(estimate.mean(dim=(1, 2), keepdim=True).expand_as(exact))
         assert np.corrcoef(estimate.flatten().numpy(), exact.flatten().numpy())[0, 1] > 0.8
+    # more samples of signs, from one pass forward, estimate it better than one does on average
+    samples = objective.distortion(symbols, gradient=True, signs=objective.random_signs(5, samples=4)).response
+    assert samples.shape == (4, *symbols.shape[1:])
+    assert off(sga.curvature(samples, latent)[0][channels]) < np.mean([off(estimate[channels]) for estimate in estimates])
 
 
 def test_polishing_lowers_the_objective_and_reports_its_errors(codec: vaecodec.Codec, tall: np.ndarray) -> None:
@@ -264,7 +268,7 @@ def test_polishing_lowers_the_objective_and_reports_its_errors(codec: vaecodec.C
     its symbols and of the symbols it started from."""
     _, _, latent, _, _, objective = _search(codec, tall)
     plain = torch.round(latent.residual)
-    result = sga.polish(objective, plain, 3, 1.5, seed=1, advance=lambda: None)
+    result = sga.polish(objective, plain, Schedule(0, 3), advance=lambda: None)
     assert not torch.equal(result.symbols, plain)
     measured = {"end": objective.distortion(result.symbols, gradient=False).squared_error,
                 "start": objective.distortion(plain, gradient=False).squared_error}

@@ -167,6 +167,7 @@ class Schedule:
     learning_rate: float = 0.02
     temperatures: tuple[float, float] = (0.6, 0.2)
     curvature_scale: float = 1.5
+    curvature_samples: int = 2
     seed: int = 2020
 
     @property
