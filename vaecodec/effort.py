@@ -9,15 +9,15 @@ parts: stochastic Gumbel annealing (SGA; Yang, Bamler & Mandt, NeurIPS 2020), an
 a greedy rounding under a quadratic model of the distortion (below). This module is the scale
 (torch-free, so that the command line's options cost no import).
 
-The scale: effort 1 (the default) codes the analysis latent as it is, today's bytes. Efforts 2, 3
-and 4 polish the analysis's symbols in 3, 6 and 10 passes; effort 5 anneals 12 steps and polishes 6
-passes; efforts 6-9 anneal 32, 64, 128 and 256 steps. Each step or pass is
-one pass of the synthesis transform forward and back (about one and a half plain encodes, alone
-on one or two threads), wholly in bf16 where the codec runs bf16 (its last layer too, which the
-decoder keeps in float32). Every annealing is the same apart from its length: Adam at a learning
-rate of 0.02 on the gained residual the coder rounds, the temperature annealed exponentially from
-0.6 to 0.2. At the end the found symbols' objective is compared with the plain file's, and the
-better kept, so an effort never makes the objective worse.
+The scale: effort 1 (the default) codes the analysis latent as it is, today's bytes. Efforts 2-5
+polish the analysis's symbols in 2, 4, 6 and 10 passes; efforts 6-9 anneal 32, 64, 128 and 256
+steps, then polish 6 passes. Each step or pass is one pass of the synthesis transform forward and
+back (about one plain encode, alone on one or two threads), wholly in bf16 where the codec runs
+bf16 (its last layer too, which the decoder keeps in float32). Every annealing is the same apart
+from its length: Adam at a learning rate of 0.02 on the gained residual the coder rounds, the
+temperature annealed exponentially from 0.6 to 0.2. At the end the found symbols' objective is
+compared with the plain file's (by the search network's errors, most of them measured on the way),
+and the better kept, so an effort never makes the objective worse.
 
 How the schedule was chosen (shipped weights 8c0efb94, bf16 on the CPU, one thread; "loss" is the
 rounded rate + lambda * distortion against the plain file's; about 25 short runs on two images,
@@ -64,49 +64,40 @@ which is all the CPU time allowed, so the choice is coarse):
 
 Polishing (measured 2026-12-02 on a probe like the bench's: eight validation photos of the
 training folder, 768x512 centre crops where they are larger, six clean, two BSDS500 JPEGs,
-qualities 20-80, BD-rate (PSNR) of the mean curve against the plain encodes; one thread, beside a
-training run, so its times are rough): one pass forward and back gives the squared error's
-gradient to every symbol, and the same pass's forward, sent back a second time with a random
-sign for every pixel, gives Hutchinson's estimate of each channel's curvature (the mean over its
-positions of sum_k J_ki^2, J the synthesis's Jacobian; E[(J^T r)_i^2] = sum_k J_ki^2). Each symbol
-of one checkerboard half then moves by -1, 0 or +1, whichever lowers its bits plus a weight times
-the modelled distortion; the next pass takes the other half.
+qualities 20-80, BD-rate (PSNR) of the mean curve against the plain encodes; one thread; reruns
+that change only float rounding differ by about 0.15 points): one pass forward and back gives the
+squared error's gradient to every symbol, and the same pass's forward, sent back again with a
+random sign for every pixel, gives Hutchinson's estimate of the curvature sum_k J_ki^2 (J the
+synthesis's Jacobian; E[(J^T r)_i^2] = sum_k J_ki^2). Each symbol of one checkerboard half then
+moves by -1, 0 or +1, whichever lowers its bits plus lambda times the modelled distortion; the
+next pass takes the other half.
 
 - The moves of a pass all lower the same errors, so their responses overlap and the error falls
-  less than modelled: scaling the curvature by 2 helped on average, but on two of the eight photos
-  (a textured port, a BSDS500 JPEG) two passes from the plain symbols raised the objective by
-  2.2-2.8 % (and after 9 SGA steps cost most of what those steps had won), where a scale of 3 was
-  safe but gained less elsewhere. So the scale starts at 3 and is recalibrated after every pass
-  from the error the pass actually left (the next pass's forward gives it): the measured change
-  less the modelled linear part, over the modelled quadratic part, kept within 1-8. A pass that
-  made the objective worse is undone. With that, no photo lost.
-- Per unit of time, polishing beats annealing at the short end, then flattens (first measured with
-  the distortion at lambda itself, as below): 3 passes after 9
-  steps saved 4.15 % (12 SGA steps 3.31 %, 9 steps with 2 passes at the fixed scale of 2 3.60 %),
-  6 passes alone 3.56 %, 10 passes alone 3.98 %, 6 SGA steps and 4 passes 3.75 %; 12 steps and 6
-  passes 5.22 % (20 steps alone 5.15 %).
-- Polishing weighs the distortion at 0.75 lambda (``Schedule.polish_weight``), which buys more than
-  any change of its passes did: 6 passes alone saved 4.25 % against 3.56 % at lambda itself (0.6
-  lambda: 4.11 %), 9 steps and 3 passes 4.47 % against 4.15 %, 12 steps and 6 passes 5.47 %
-  against 5.22 %. Weighing the annealing's distortion less too did not help (12 steps at 0.75
-  lambda 3.23 %; 9 steps and 3 passes, both at 0.5 lambda, 3.60 %, at 1.4 lambda 3.75 %), and
-  the final choice, at lambda itself, never turned the polished symbols down (the same figures
-  with it at 0.75 lambda). It is not a mismatch of lambda and the curve: along the plain curves
-  of these photos an extra unit of squared error buys about 1.4 lambda bits (1.05-1.9), which
-  would call for the opposite. What 0.75 corrects is, most likely, the polishing's own model: its
-  curvature is one number per channel, and one scale, recalibrated from the moves that raise the
-  error together, holds back the moves that save bits.
-- With that weight, polishing alone gains most per pass up to about 10 passes, then flattens: 6
-  passes 4.10 % (rerun with the inverse GDN's written-out gradient, which changes only float
-  rounding: such reruns differ by about 0.15 points), 10 passes 4.73 %, 12 4.76 %, 14 4.85 %,
-  against 6 steps and 6 passes 4.70 % and 9 steps and 3 passes 4.47 %. So effort 4 polishes 10
-  passes, and effort 5 (12 steps, 6 passes) is where annealing starts to pay. After 32 steps
-  (6.91 %), 6 passes added 0.70 points (7.61 %), about what 6 more steps add at that length (20
-  to 32 steps added 0.15 a step), so efforts 6-9 only anneal.
+  less than modelled. So the curvature's scale is recalibrated after every pass from the error
+  the pass actually left (the next pass's forward gives it): the measured change less the
+  modelled linear part, over the modelled quadratic part, kept within 1-8. A pass that made the
+  objective worse is undone. (A fixed scale of 2 raised the objective of two of the eight photos
+  by 2.2-2.8 %.)
+- The curvature, per channel and position (``vaecodec.latent.sga.curvature``), mattered most.
+  First it was each channel's mean over its positions: 6 passes saved 3.56 %, 10 passes 3.98 %,
+  and weighing the distortion at 0.75 lambda instead of lambda lifted those to 4.1-4.25 % and
+  4.73 %, flattening by 10 passes (14: 4.85 %). The separable estimate (the channel's mean times
+  the position's factor, summed over the channels) took 6 passes to 7.2 % at lambda itself, where
+  0.75 lambda no longer helped (7.2 %; 0.6 lambda 6.3 %), and the measured scale fell from 2-3 to
+  1.1-1.8, so it starts at 1.5. The positions differ: on a BSDS500 photo with clipped highlights a
+  tenth of them had under 0.05 of the mean factor (moves there cost no error), and that photo
+  went from 2.6 to 7.7 %; every photo gained. Two samples of signs (two passes back from the same
+  forward) took 6 passes from 7.2 to 7.7 % (three 7.8 %, four 7.8 %; a new sample every pass, at
+  a pass back each, 7.7 %), so it takes two.
+- With that curvature, polishing alone: 2 passes 5.8 % (6.1 % with two samples), 4 passes 6.7 %,
+  6 passes 7.7 %, 8 passes 7.4 % and 10 passes 7.5 % with one sample. Annealing first still adds:
+  12 steps and 6 passes 7.95 %, 32 steps and 6 passes 9.3 %, against 32 steps alone 6.9 %, so
+  efforts 6-9 anneal and then polish 6 passes.
 - Annealing after polishing does not add (from polished symbols, the residual shifted by the
   moves: 2 passes and 8 steps saved as much as 12 steps alone on four crops), and neither did a
   larger or smaller learning rate at 12 steps (0.01: 2.93 %, 0.03: 2.53 %, 0.04: 2.43 %, against
-  3.31 % at 0.02).
+  3.31 % at 0.02), nor weighing the annealing's distortion differently (12 steps at 0.75 lambda
+  3.23 %).
 
 A hotter, longer-striding short schedule looked better on an earlier probe (8 crops, rate at equal
 PSNR at qualities 30 and 70: 12 steps at Adam 0.08, temperature 1.5 to 0.5, saved 5.9 % against
@@ -117,22 +108,21 @@ curve instead.
 
 The bench (``bench/effort/report.md``; the README's table), the first 8 Kodak images at
 qualities 20-80, 2 threads, an idle machine, BD-rate (PSNR) against the plain encodes and the
-encode time against theirs: effort 2 -1.7 % in 6.5x, 3 -2.3 % in 10.3x, 4 -2.7 % in 14.9x, 5
--3.3 % in 25.1x, 9 -8.7 % in 317x (per image, effort 4 -1.4 to -5.0 %, mean 3.8 %). Polishing
-leaves MS-SSIM as it was (-0.2 to -0.3 %), annealing costs it about 1 %. Kodak gains less than
-the probe's photos do, and less for polishing (effort 4 2.7 against 4.73 %, 0.57 of it) than for
-annealing (12 steps and 6 passes 0.60 of the probe's; 20 steps 0.66). The previous scale (weight
-lambda, effort 4 = 9 steps and 3 passes) saved 1.9/2.4/2.8/3.4/8.8 % at efforts 2/3/4/5/9 in that
-bench's run, so on Kodak the weight of 0.75 did not show; the validation probe, on which it was
-chosen, gains on every photo.
+encode time against theirs (0.14 s): effort 2 -3.5 % in 5.2x, 3 -3.6 % in 7.4x, 4 -4.6 % in
+9.7x, 5 -4.8 % in 14.4x, 6 -6.4 % in 50x, 9 -8.9 % in 318x (per image, effort 4 -3.3 to -6.5 %,
+mean 5.4 %; effort 9 -7.7 to -14.5 %, mean 9.7 %). MS-SSIM, which nothing here optimises, moves by
++0.1 to +0.9 %. With each channel's mean curvature (and 0.75 lambda) the same bench had given
+1.7/2.3/2.7/3.3/8.7 % at efforts 2-5 and 9 (then 3, 6, 10 passes, 12 steps and 6 passes, 256
+steps) in 6.5/10.3/14.9/25.1/317x. Kodak gains about 0.6 of the probe's figures for polishing
+(effort 4: 4.6 against 7.7 %), and less where annealing comes first (effort 6: 6.4 against 9.3 %):
+after 256 steps the 6 passes added only 0.2 points on Kodak.
 
-Where an effort's time goes (kodim05, 2 threads, idle): a plain encode 0.11-0.13 s, a polishing
-pass 0.145 s, an annealing step 0.15 s (of which 0.01-0.02 s the rate's elementwise gradient), the
-final choice's two forward passes 0.2 s (the decoder's network, its last layer in float32), the
-curvature's second pass back about 0.07 s. So 20x a plain encode leaves room for about 13 steps
-and passes. On the probe, 14 of them reach 4.69 % (10 steps, 4 passes) and 4.96 % (8 steps, 6
-passes), which would be about 3.0 % on Kodak at about 20x: the final choice, which never turned
-the found symbols down in these runs, is the largest cost left to cut.
+Where an effort's time goes (kodim05, 2 threads, idle): a plain encode 0.11-0.14 s, a polishing
+pass about 0.15 s, an annealing step 0.15 s (of which 0.01-0.02 s the rate's elementwise
+gradient), each curvature sample's pass back about 0.07 s. The final choice between the found and
+the plain symbols takes the errors polishing measured with the search network (the last pass is
+checked by a pass forward alone), where it took two passes forward of the decoder's network
+(0.2 s) before; after annealing, the plain symbols' error costs one pass forward.
 """
 
 from __future__ import annotations
@@ -150,7 +140,8 @@ PASSES = (0, 2, 4, 6, 10, 6, 6, 6, 6)
 # runs strip by strip, but the optimisation also holds about a dozen latent-sized tensors (27 bytes
 # per pixel in all). Peak memory of an encode, measured with one step (the steps do not add to it):
 # 1.84 GB at 8.4 MP, 2.06 GB at 12 MP and 2.54 GB at 24 MP, against 1.65, 1.72 and 1.7-1.9 GB plain.
-# Polishing holds about as much: 1.97 GB at 12.6 MP for effort 2, 1.94 GB with one step (1.45 GB plain).
+# Polishing holds about as much: 1.63 GB at 12.6 MP for effort 2 (two samples of int8 signs; 1.97 GB with one
+# sample in float32 before), 1.94 GB with one step (1.45 GB plain).
 MAX_PIXELS = 4096 * 3072
 
 
@@ -158,9 +149,10 @@ MAX_PIXELS = 4096 * 3072
 class Schedule:
     """The search of one effort: ``steps`` SGA steps (Adam at ``learning_rate``, the temperature
     going from ``temperatures[0]`` to ``temperatures[1]`` exponentially), then ``passes`` polishing
-    passes, the curvature's scale starting at ``curvature_scale``; ``seed`` of the rounding noise and the
-    curvature's random signs. Each step or pass is one pass of the synthesis forward and back (the
-    first polishing pass goes back twice, for the curvature too)."""
+    passes, the curvature's scale starting at ``curvature_scale``, the curvature estimated from
+    ``curvature_samples`` samples of random signs; ``seed`` of the rounding noise and the signs.
+    Each step or pass is one pass of the synthesis forward and back (the first polishing pass goes
+    back once more for each sample of signs)."""
 
     steps: int
     passes: int = 0

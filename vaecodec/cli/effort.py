@@ -18,8 +18,8 @@ from vaecodec.effort import DEFAULT_EFFORT, EFFORTS, STEPS
 
 HELP = (f"{EFFORTS[0]}-{EFFORTS[-1]} (default {DEFAULT_EFFORT}): encode time spent on a smaller file at the same "
         "quality, decoded as any other. Above 1 the latent's symbols are optimised for the image (effort 2: "
-        "about 7x the time of a plain encode, 1.7%% fewer bits at equal PSNR; 4: about 15x, 2.7%%; "
-        f"9: {STEPS[8]} steps, about 320x, 8.7%% fewer; measured on Kodak, see the README). With "
+        "about 5x the time of a plain encode, 3.5%% fewer bits at equal PSNR; 4: about 10x, 4.6%%; "
+        f"9: {STEPS[8]} steps, about 320x, 8.9%% fewer; measured on Kodak, see the README). With "
         "--size/--bpp/--psnr the quality is searched with plain encodes, then the file at the found quality "
         "is optimised and checked against the target again (if it misses, a nearby quality is, up to 3 "
         "times, else the plain file is kept): the search's cost plus usually one optimisation, and the "
