@@ -116,8 +116,8 @@ def _search(codec: vaecodec.Codec, pixels: np.ndarray) -> _Search:
                    sga._Objective(synthesis, _unit_range(analysed.pixels[None], codec.device), latent, lam, workers=1))
 
 
-@pytest.mark.parametrize(("weights", "effort"), [("shipped", 2), ("shipped", EFFORT), ("shipped", 6), ("context", EFFORT),
-                                                 ("context", 6)])
+@pytest.mark.parametrize(("weights", "effort"),
+                         [("shipped", 2), ("shipped", EFFORT), ("shipped", 6), ("context", EFFORT), ("context", 6)])
 def test_the_optimised_symbols_never_score_worse(weights: str, effort: int, request: pytest.FixtureRequest,
                                                  tall: np.ndarray) -> None:
     """refine keeps the plain symbols unless its own are better by the objective it optimises,
@@ -233,8 +233,9 @@ def test_the_curvature_estimate_matches_the_synthesis_response(tall: np.ndarray)
     _, _, latent, _, synthesis, objective = _search(fp32, tall)
     symbols = torch.round(latent.residual)
     height, width = objective.pixels.shape[-2:]
-    estimates = [sga.curvature(objective.distortion(symbols, gradient=True, signs=objective.random_signs(seed)).response,
-                               latent)[0] for seed in range(1, 5)]
+    responses = [objective.distortion(symbols, gradient=True, signs=objective.random_signs(seed)).response
+                 for seed in range(1, 5)]
+    estimates = [sga.curvature(response, latent)[0] for response in responses]
     channels = torch.topk(sum(estimates).mean(dim=(1, 2)), 4).indices
     decode = lambda symbols: synthesis.network(objective._decoded(symbols)).clamp(0, 1)  # noqa: E731
     move = 0.05
@@ -259,7 +260,8 @@ def test_the_curvature_estimate_matches_the_synthesis_response(tall: np.ndarray)
     # more samples of signs, from one pass forward, estimate it better than one does on average
     samples = objective.distortion(symbols, gradient=True, signs=objective.random_signs(5, samples=4)).response
     assert samples.shape == (4, *symbols.shape[1:])
-    assert off(sga.curvature(samples, latent)[0][channels]) < np.mean([off(estimate[channels]) for estimate in estimates])
+    single = np.mean([off(estimate[channels]) for estimate in estimates])
+    assert off(sga.curvature(samples, latent)[0][channels]) < single
 
 
 def test_polishing_lowers_the_objective_and_reports_its_errors(codec: vaecodec.Codec, tall: np.ndarray) -> None:

@@ -26,10 +26,11 @@ Bounded memory and determinism: the synthesis runs forward and back tile by tile
 strips, with their margins), each tile's gradient added into the whole in a fixed order, each
 convolution on one thread (the caller's ``workers`` threads share out the tiles, as in
 ``vaecodec.model.tiling``). The rounding noise and the curvature's random signs come from a fixed
-seed, drawn on the CPU in one call per step. So the same image, quality and effort give the same symbols whatever the thread count,
-and at most ``workers`` tiles' activations are held at once, besides about eight latent-sized
-tensors (the variable, Adam's two moments, the gradient, the scales, offsets, noise and best
-symbols; polishing's gradient, two responses and moves: for a 24-megapixel photo 54 MB each).
+seed, drawn on the CPU in one call per step. So the same image, quality and effort give the same
+symbols whatever the thread count, and at most ``workers`` tiles' activations are held at once,
+besides about eight latent-sized tensors (the variable, Adam's two moments, the gradient, the
+scales, offsets, noise and best symbols; polishing's gradient, two responses and moves: for a
+24-megapixel photo 54 MB each).
 """
 
 from __future__ import annotations
