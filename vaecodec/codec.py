@@ -142,7 +142,8 @@ class _Transforms:
 
     @cached_property
     def synthesis_gradients(self) -> nn.Module:
-        """The synthesis for the encode effort's gradients (``synthesis_for_coding``), made on first use."""
+        """The synthesis the encode effort searches with, for its gradients and for the values that
+        choose between the plain and the found symbols (``synthesis_for_coding``), made on first use."""
         return synthesis_for_coding(self.model.g_s, self._dtype, exact_output=False)
 
     def level_units(self, quality: int) -> int:

@@ -148,9 +148,10 @@ def synthesis_for_coding(g_s: nn.Sequential, dtype: torch.dtype = torch.float32,
     in ``dtype`` with the last layer (and BF16_FULL's) in float32: the 8-bit output needs more
     than bf16's 8 bits of mantissa (measured: 0.02-0.05 dB at quality 100 when it ran in bf16).
 
-    ``exact_output=False`` runs the last layer in ``dtype`` too, for the encode effort's gradients,
-    which need no 8-bit precision: a 768x256 strip's pass forward and back took 161 ms instead of
-    191 (bf16, one thread); its inverse GDNs get a written-out gradient (``InverseGDNForGradients``)."""
+    ``exact_output=False`` runs the last layer in ``dtype`` too, for the encode effort's search (its
+    gradients, and its values, compared only with each other), which needs no 8-bit precision: a
+    768x256 strip's pass forward and back took 161 ms instead of 191 (bf16, one thread); its
+    inverse GDNs get a written-out gradient (``InverseGDNForGradients``)."""
     *rest, last = copy.deepcopy(g_s)
     if not exact_output:
         rest = [InverseGDNForGradients(layer) if isinstance(layer, GDN) and layer.inverse else layer for layer in rest]
