@@ -144,15 +144,15 @@ def test_stdin_input(photo_file: Path, photo: Image.Image, tmp_path: Path) -> No
     assert np.array_equal(np.asarray(Image.open(__import__("io").BytesIO(decoded.stdout))), np.asarray(vaecodec.decompress(out.read_bytes())))
 
 
-def test_ctrl_c_while_torch_loads_is_one_line(tmp_path: Path, photo: Image.Image) -> None:
-    """Importing vaecodec does not load torch; the command does, inside its Ctrl-C handling. An
-    import hook raises KeyboardInterrupt where torch's import begins, as Ctrl-C would there."""
+def test_ctrl_c_while_the_engine_loads_is_one_line(tmp_path: Path, photo: Image.Image) -> None:
+    """Importing vaecodec does not load the engine; the command does, inside its Ctrl-C handling.
+    An import hook raises KeyboardInterrupt where ONNX Runtime's import begins, as Ctrl-C would there."""
     photo.save(tmp_path / "in.png")
     script = textwrap.dedent("""
         import sys
         class CtrlC:
             def find_spec(self, name, path=None, target=None):
-                if name == "torch":
+                if name == "onnxruntime":
                     raise KeyboardInterrupt
         sys.meta_path.insert(0, CtrlC())
         import vaecodec
@@ -162,3 +162,23 @@ def test_ctrl_c_while_torch_loads_is_one_line(tmp_path: Path, photo: Image.Image
     result = subprocess.run([sys.executable, "-c", script, "encode", str(tmp_path / "in.png")], capture_output=True, text=True)
     assert (result.returncode, result.stderr) == (130, "vaecodec: error: interrupted\n")
     assert list(tmp_path.iterdir()) == [tmp_path / "in.png"]
+
+
+def test_coding_never_loads_torch(tmp_path: Path, photo: Image.Image) -> None:
+    """encode, decode and info on the core install's engine: torch is not imported (a hook fails
+    any import of it), so an install without the torch extra codes images."""
+    photo.save(tmp_path / "in.png")
+    script = textwrap.dedent("""
+        import sys
+        class NoTorch:
+            def find_spec(self, name, path=None, target=None):
+                if name.partition(".")[0] == "torch":
+                    raise ImportError("torch was imported")
+        sys.meta_path.insert(0, NoTorch())
+        from vaecodec.cli.main import main
+        for command in (["encode", "in.png", "-q", "40"], ["decode", "in.vae", "-o", "out.png"], ["info", "in.vae"]):
+            assert main(command) == 0, command
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert Image.open(tmp_path / "out.png").size == photo.size

@@ -21,6 +21,8 @@ from vaecodec.model.grow import with_context
 from vaecodec.model.hyperprior import HyperpriorModel, ModelConfig
 from vaecodec.model.weights import load_weights, serialize_weights, weights_from_bytes
 
+from integer_reference import float64_reference
+
 GROUPS = (2, 2, 4, 4)
 
 
@@ -53,7 +55,7 @@ def test_zero_corrections_code_as_before(plain: HyperpriorModel, photo: Image.Im
         old, new = parse(before.compress(photo, quality)), parse(after.compress(photo, quality))
         assert (old.version, new.version) == (1, 2) and old.hyper_stream == new.hyper_stream
         assert abs(len(old.latent_stream) - len(new.latent_stream)) <= 8
-        old_symbols, new_symbols = before._symbol_information(old), after._symbol_information(new)
+        old_symbols, new_symbols = before.symbol_information(old), after.symbol_information(new)
         for key in ("symbols", "scale_indexes"):
             assert np.array_equal(old_symbols[key], new_symbols[key])
         assert np.array_equal(np.asarray(before.decompress(old.to_bytes())), np.asarray(after.decompress(new.to_bytes())))
@@ -65,47 +67,40 @@ def test_corrected_groups_round_trip(with_corrections: HyperpriorModel, photo: I
     for quality in (0, 50, 100):
         data = codec.compress(photo, quality)
         file = parse(data)
-        information = codec._symbol_information(file)  # decodes the streams to their exact end
-        prepared = codec._analyse(photo).latent
-        gain, _ = codec._main.coder._gains(codec._main.level_units(file.quality_units), torch.device("cpu"))
-        expected = torch.round(prepared.y * gain - torch.from_numpy(information["means"]) * gain).detach().numpy()
+        information = codec.symbol_information(file)  # decodes the streams to their exact end
+        prepared = codec.analyse(photo).latent
+        gain, _ = codec._main.coder.gains(codec._main.level_units(file.quality_units))
+        expected = np.round(prepared.y * gain - information["means"] * gain)
         assert np.array_equal(information["symbols"], expected)  # the decoder's means are the encoder's
 
 
-def test_context_parameters_do_not_depend_on_the_thread_count(with_corrections: HyperpriorModel,
-                                                              photo: Image.Image) -> None:
-    codec = codec_of(with_corrections)
-    prepared = codec._analyse(photo).latent
-    coder, threads = codec._main.coder, torch.get_num_threads()
-    results = []
-    try:
-        for count in (1, 2):
-            torch.set_num_threads(count)
-            results.append(coder._walk(prepared.means, prepared.log_scales, 40000,
-                                       lambda group, means, indexes: np.zeros(indexes.shape, dtype=np.int64)))
-    finally:
-        torch.set_num_threads(threads)
-    (means, indexes, _), (other_means, other_indexes, _) = results
-    assert torch.equal(means, other_means) and np.array_equal(indexes, other_indexes)
+def test_context_networks_equal_torchs_float64_convolutions(with_corrections: HyperpriorModel) -> None:
+    """The groups' integer networks (numpy matrix products, tap by tap) give what torch's float64
+    convolutions of the same integers give, bit for bit: exact sums, whatever the summation order."""
+    trained = weights_from_bytes(serialize_weights(with_corrections))  # the weights as stored: half precision
+    generator = np.random.default_rng(0)
+    for network, float_network in zip(trained.coder.networks, trained.model.context):
+        inputs = generator.integers(-(1 << 16), 1 << 16, (1, float_network[0].in_channels, 9, 11)).astype(np.float64)
+        assert np.array_equal(network(inputs), float64_reference(float_network, inputs))
 
 
 def test_the_integer_corrections_follow_the_float_network(with_corrections: HyperpriorModel) -> None:
     """What training optimises (float) is what the coder computes (integers), up to rounding."""
     coder = codec_of(with_corrections)._main.coder
     torch.manual_seed(2)
-    means = torch.round(torch.randn(1, 12, 5, 6) * 3 * 1024) / 1024
-    log_scales = torch.randint(-300, 600, (1, 12, 5, 6))
-    captured: list[tuple[torch.Tensor, np.ndarray]] = []
+    means = (torch.round(torch.randn(1, 12, 5, 6) * 3 * 1024) / 1024).numpy()
+    log_scales = torch.randint(-300, 600, (1, 12, 5, 6)).numpy()
+    captured: list[tuple[np.ndarray, np.ndarray]] = []
 
-    def zeros(group: slice, group_means: torch.Tensor, indexes: np.ndarray) -> np.ndarray:
+    def zeros(group: slice, group_means: np.ndarray, indexes: np.ndarray) -> np.ndarray:
         captured.append((group_means, indexes))
         return np.zeros(indexes.shape, dtype=np.int64)
 
     coder._walk(means, log_scales, 0, zeros)
     network = with_corrections.context[0]
     with torch.no_grad():
-        float_out = network(torch.cat([means[:, :2], log_scales[:, :2].double().float() / 256], dim=1))
-    assert torch.allclose(captured[0][0], means[:, :2] + float_out[:, :2], atol=2e-2)
+        float_out = network(torch.from_numpy(np.concatenate([means[:, :2], log_scales[:, :2] / 256], axis=1)).float())
+    assert np.allclose(captured[0][0], means[:, :2] + float_out[:, :2].numpy(), atol=2e-2)
 
 
 def test_training_adds_context_groups_and_refuses_bad_ones(tmp_path, photo: Image.Image, capsys) -> None:

@@ -23,7 +23,8 @@ from vaecodec import ratecontrol
 from vaecodec.bench.codecs import BenchOptions, build_codecs
 from vaecodec.cli.effort import terminal_progress
 from vaecodec.cli.main import main
-from vaecodec.codec import SYNTHESIS_TILING, AnalysedImage, _unit_range
+from vaecodec.codec import AnalysedImage, get_codec
+from vaecodec.engine import SYNTHESIS_TILING
 from vaecodec.effort import DEFAULT_EFFORT, Schedule, schedule, size_problem
 from vaecodec.format.container import parse
 from vaecodec.latent import sga
@@ -95,6 +96,12 @@ def context_codec() -> vaecodec.Codec:
     return vaecodec.Codec(weights_from_bytes(serialize_weights(model)), precision="fp32")
 
 
+@pytest.fixture(scope="module")
+def torch_codec() -> vaecodec.Codec:
+    """The shipped weights on the torch engine, whose synthesis the search runs."""
+    return get_codec(engine="torch")
+
+
 class _Search(NamedTuple):
     """What refine is given for ``tall`` at quality 50, and the objective it optimises."""
 
@@ -107,13 +114,15 @@ class _Search(NamedTuple):
 
 
 def _search(codec: vaecodec.Codec, pixels: np.ndarray) -> _Search:
-    analysed = codec._analyse(pixels)
+    """(A codec on the torch engine: the search's synthesis is torch's.)"""
+    analysed = codec.analyse(pixels)
     units = codec._main.level_units(quality_units(50))
-    latent = codec._main.coder.gained(analysed.latent, units)
-    lam = float(codec.model.lambdas_at(torch.tensor([level_of(units)])))
-    synthesis = sga.Synthesis(codec._main.synthesis, *SYNTHESIS_TILING, scale=16)
-    return _Search(analysed, units, latent, lam, synthesis,
-                   sga._Objective(synthesis, _unit_range(analysed.pixels[None], codec.device), latent, lam, workers=1))
+    transforms = codec._main.transforms
+    latent = transforms._tensors(codec._main.coder.gained(analysed.latent, units))
+    lam = float(transforms.model.lambdas_at(torch.tensor([level_of(units)])))
+    synthesis = sga.Synthesis(transforms.synthesis, *SYNTHESIS_TILING, scale=16)
+    image = torch.from_numpy(analysed.pixels[None]).float().div_(255)
+    return _Search(analysed, units, latent, lam, synthesis, sga._Objective(synthesis, image, latent, lam, workers=1))
 
 
 @pytest.mark.parametrize(("weights", "effort"),
@@ -124,7 +133,7 @@ def test_the_optimised_symbols_never_score_worse(weights: str, effort: int, requ
     and the file holds exactly those symbols: with context groups too, whose later groups' means
     and scales follow the chosen symbols of the earlier ones. Efforts 2 and 3 only polish, 6
     anneals first."""
-    codec: vaecodec.Codec = request.getfixturevalue("codec" if weights == "shipped" else "context_codec")
+    codec: vaecodec.Codec = request.getfixturevalue("torch_codec" if weights == "shipped" else "context_codec")
     analysed, units, latent, lam, synthesis, objective = _search(codec, tall)
     calls: list[tuple[int, int]] = []
     symbols = sga.refine(synthesis, objective.pixels, latent, lam, schedule(effort),
@@ -136,7 +145,8 @@ def test_the_optimised_symbols_never_score_worse(weights: str, effort: int, requ
     assert calls == [(done, total) for done in range(1, total + 1)]
     # and the coder writes exactly these symbols
     coder = codec._main.coder
-    stream = coder.encode(coder.with_symbols(analysed.latent, latent, symbols), units)
+    gained = coder.gained(analysed.latent, units)
+    stream = coder.encode(coder.with_symbols(analysed.latent, gained, symbols.numpy()), units)
     written = coder.symbol_information(analysed.latent.hyper_stream, stream, latent.residual.shape[-2:], units)
     assert np.array_equal(written["symbols"], symbols.numpy())
 
@@ -229,7 +239,7 @@ def test_the_curvature_estimate_matches_the_synthesis_response(tall: np.ndarray)
 
     For every seed the estimate follows the symbols' own values (correlation about 0.9 here) more
     closely than its channels' means would, and its totals are unbiased."""
-    fp32 = vaecodec.Codec(precision="fp32")
+    fp32 = vaecodec.Codec(precision="fp32", engine="torch")
     _, _, latent, _, synthesis, objective = _search(fp32, tall)
     symbols = torch.round(latent.residual)
     height, width = objective.pixels.shape[-2:]
@@ -264,11 +274,11 @@ def test_the_curvature_estimate_matches_the_synthesis_response(tall: np.ndarray)
     assert off(sga.curvature(samples, latent)[0][channels]) < single
 
 
-def test_polishing_lowers_the_objective_and_reports_its_errors(codec: vaecodec.Codec, tall: np.ndarray) -> None:
+def test_polishing_lowers_the_objective_and_reports_its_errors(torch_codec: vaecodec.Codec, tall: np.ndarray) -> None:
     """polish ends on other symbols, of a lower objective than its start's, and the squared
     errors it reports (which spare the final choice two passes of the synthesis) are those of
     its symbols and of the symbols it started from."""
-    _, _, latent, _, _, objective = _search(codec, tall)
+    _, _, latent, _, _, objective = _search(torch_codec, tall)
     plain = torch.round(latent.residual)
     result = sga.polish(objective, plain, Schedule(0, 3), advance=lambda: None)
     assert not torch.equal(result.symbols, plain)

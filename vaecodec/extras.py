@@ -3,17 +3,20 @@
 A plain ``pip install vaecodec`` leaves out what only some commands and modules use (the extras of
 pyproject.toml): the ``bench`` extra brings matplotlib, scikit-image (with scipy, which the bench
 also imports) and imagecodecs, ``ray`` brings Ray Data (with pyarrow) for ``vaecodec.ray``,
-``shards`` WebDataset for ``vaecodec.shards``. Such packages are imported inside ``needs_extra``,
-which turns the ModuleNotFoundError of a missing one into a ``MissingExtra`` (a VaecodecError and
-an ImportError) saying ``the bench needs matplotlib, scikit-image and imagecodecs: pip install
-"vaecodec[bench]"``, which the command line prints as its one-line error, instead of a traceback
-from deep inside. Other import failures (a bug, a module of vaecodec itself) still propagate.
+``shards`` WebDataset for ``vaecodec.shards``, ``openvino`` OpenVINO, the fastest engine on the
+CPU (``vaecodec.engine``), and ``torch`` (PyTorch and pytorch-msssim) what needs gradients or torch
+tensors: training, ``--effort`` above 1, the torch engine (``--device cuda``), and the tensor
+methods. Such packages are imported inside ``needs_extra``, which turns the ModuleNotFoundError of
+a missing one into a ``MissingExtra`` (a VaecodecError and an ImportError) saying ``the bench
+needs matplotlib, scikit-image and imagecodecs: pip install "vaecodec[bench]"``, which the command
+line prints as its one-line error, instead of a traceback from deep inside. Other import failures
+(a bug, a module of vaecodec itself) still propagate.
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterator
 
 from vaecodec.errors import MissingExtra
@@ -39,6 +42,10 @@ class Extra:
         listed = f"{', '.join(rest)} and {last}" if rest else last
         return f"{self.user} needs {listed}: {self.install}"
 
+    def needed_by(self, user: str) -> Extra:
+        """The same extra, for another user in its message."""
+        return replace(self, user=user)
+
 
 BENCH = Extra("bench", "the bench", ("matplotlib", "scikit-image", "imagecodecs"),
               frozenset({"matplotlib", "skimage", "scipy", "imagecodecs"}))
@@ -46,6 +53,8 @@ BENCH = Extra("bench", "the bench", ("matplotlib", "scikit-image", "imagecodecs"
 PLOTS = Extra("bench", "vaecodec inspect", ("matplotlib",), frozenset({"matplotlib"}))
 RAY = Extra("ray", "vaecodec's Ray module", ("ray",), frozenset({"ray", "pyarrow"}))
 SHARDS = Extra("shards", "reading shards", ("webdataset",), frozenset({"webdataset"}))
+TORCH = Extra("torch", "training", ("torch",), frozenset({"torch", "torchvision", "pytorch_msssim"}))
+OPENVINO = Extra("openvino", "the openvino engine", ("openvino",), frozenset({"openvino"}))
 
 
 @contextmanager

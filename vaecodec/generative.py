@@ -14,7 +14,6 @@ latents: its end frames are the two decoded files, pixel for pixel.
 from __future__ import annotations
 
 import numpy as np
-import torch
 from PIL import Image
 
 from vaecodec.codec import Codec, get_codec
@@ -38,8 +37,8 @@ def sample(width: int, height: int, quality: float = DEFAULT_QUALITY, seed: int 
         raise VaecodecError(f"seed must be a whole number from 0 up, got {seed!r}")
     units = quality_units(quality)
     codec = codec or get_codec()
-    latent = codec._sampled_latent(int(width), int(height), units, np.random.default_rng(int(seed)))
-    return _image(codec._synthesise(latent, int(width), int(height)))
+    latent = codec.sampled_latent(int(width), int(height), units, np.random.default_rng(int(seed)))
+    return Image.fromarray(codec.synthesise(latent, int(width), int(height)), "RGB")
 
 
 def interpolate(a: ImageLike, b: ImageLike, quality: float = DEFAULT_QUALITY, steps: int = 8, *,
@@ -52,15 +51,15 @@ def interpolate(a: ImageLike, b: ImageLike, quality: float = DEFAULT_QUALITY, st
         raise VaecodecError(f"steps must be a whole number from 2 to {MAX_STEPS}, got {steps!r}")
     units = quality_units(quality)
     codec = codec or get_codec()
-    first, last = codec._analyse(a), codec._analyse(b)
+    first, last = codec.analyse(a), codec.analyse(b)
     if (first.width, first.height) != (last.width, last.height):
         raise VaecodecError(f"the images differ in size ({first.width}x{first.height} and {last.width}x{last.height}); "
                             "interpolation needs two images of one size")
-    start, end = (codec._decoded_latent(codec._encode(analysed, units)) for analysed in (first, last))
+    start, end = (codec.decoded_latent(codec.encode(analysed, units)) for analysed in (first, last))
     frames = []
     for t in np.linspace(0.0, 1.0, int(steps)):
-        blend = start * (1 - float(t)) + end * float(t)  # exact at both ends: x * 1 + y * 0 == x
-        frames.append(_image(codec._synthesise(blend, first.width, first.height)))
+        blend = start * np.float32(1 - t) + end * np.float32(t)  # exact at both ends: x * 1 + y * 0 == x
+        frames.append(Image.fromarray(codec.synthesise(blend, first.width, first.height), "RGB"))
     return frames
 
 
@@ -71,8 +70,3 @@ def film_strip(frames: list[Image.Image], gap: int = 4, background: tuple[int, i
     for index, frame in enumerate(frames):
         strip.paste(frame.convert("RGB"), (gap + index * (width + gap), gap))
     return strip
-
-
-def _image(pixels: torch.Tensor) -> Image.Image:
-    """A PIL image of (1, 3, H, W) uint8 pixels."""
-    return Image.fromarray(np.ascontiguousarray(pixels[0].permute(1, 2, 0).cpu().numpy()), "RGB")

@@ -21,16 +21,19 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator, Union
+from typing import TYPE_CHECKING, Any, BinaryIO, Iterator, Union
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from vaecodec.engine import to_8_bits
 from vaecodec.errors import VaecodecError
 from vaecodec.format.container import dimension_problem
 
-ImageLike = Union[Image.Image, np.ndarray, torch.Tensor]
+if TYPE_CHECKING:  # tensors come from callers that have torch; the codec itself needs none
+    import torch
+
+ImageLike = Union[Image.Image, np.ndarray, "torch.Tensor"]
 
 _WIDE_GRAY_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I", "F"}
 
@@ -38,12 +41,6 @@ _WIDE_GRAY_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I", "F"}
 # (as Pillow opens many cameras' JPEGs) adds previews or depth maps of its first image, and a PSD
 # the layers of the composite image that Pillow reads first.
 _COMPANION_FRAMES = frozenset({"MPO", "PSD"})
-
-
-def to_8_bits(x: torch.Tensor) -> torch.Tensor:
-    """Colour in [0, 1] as 8 bits: clipped, scaled and rounded (the decoder's output, and a float
-    tensor's colour before it is coded)."""
-    return x.clamp(0, 1).mul_(255).round_().to(torch.uint8)
 
 
 @dataclass
@@ -54,7 +51,7 @@ class PreparedImage:
     bytes of floats, and what the decoder puts out and rate control measures against); the
     transforms take it to [0, 1] tile by tile."""
 
-    pixels: torch.Tensor  # 3xHxW uint8 on the CPU (grayscale repeated over the three channels)
+    pixels: np.ndarray  # 3xHxW uint8 (grayscale repeated over the three channels)
     mode: str  # "RGB", "L", "RGBA" or "LA"
     alpha: np.ndarray | None = None  # HxW uint8 for RGBA and LA
     icc_profile: bytes = b""
@@ -66,14 +63,19 @@ def prepare(image: ImageLike) -> PreparedImage:
         return _prepare_pil(image)
     if isinstance(image, np.ndarray):
         return _prepare_array(image)
-    if isinstance(image, torch.Tensor):
+    if _is_tensor(image):
         if image.dim() != 3 or image.shape[0] not in (1, 3):
             raise VaecodecError(f"tensors must be CxHxW with C = 1 or 3, got shape {tuple(image.shape)}")
         if not image.is_floating_point():
             raise VaecodecError(f"tensors must be floating point in [0, 1], got {image.dtype}")
-        x = to_8_bits(image.detach().float()).cpu()
-        return PreparedImage(x.expand(3, -1, -1), "L") if x.shape[0] == 1 else PreparedImage(x, "RGB")
+        x = to_8_bits(image.detach().float().cpu().numpy())  # the decoder's rule for 8 bits
+        return PreparedImage(np.broadcast_to(x, (3, *x.shape[1:])), "L") if x.shape[0] == 1 else PreparedImage(x, "RGB")
     raise VaecodecError(f"cannot compress an object of type {type(image).__name__}")
+
+
+def _is_tensor(image: Any) -> bool:
+    """A torch tensor, told without importing torch (which only its holder has loaded)."""
+    return type(image).__module__.partition(".")[0] == "torch" and hasattr(image, "is_floating_point")
 
 
 def _prepare_pil(image: Image.Image) -> PreparedImage:
@@ -107,10 +109,10 @@ def _prepare_array(array: np.ndarray, icc: bytes = b"", alpha: np.ndarray | None
     if array.ndim == 3 and array.shape[2] == 4:
         return _prepare_array(array[..., :3], icc, alpha=array[..., 3])
     if array.ndim == 2:
-        pixels = torch.from_numpy(array.copy())[None].expand(3, -1, -1)
+        pixels = np.broadcast_to(array.copy()[None], (3, *array.shape))
         mode = "L"
     elif array.ndim == 3 and array.shape[2] == 3:
-        pixels = torch.from_numpy(array.copy()).permute(2, 0, 1)
+        pixels = array.copy().transpose(2, 0, 1)
         mode = "RGB"
     else:
         raise VaecodecError(f"numpy images must be HxW, HxWx3 or HxWx4, got shape {array.shape}")

@@ -111,8 +111,8 @@ def inspect(data: bytes, original: ImageLike | None = None, *, codec: Codec | No
         if reference.shape[:2] != (file.height, file.width):
             raise VaecodecError(f"the original is {reference.shape[1]}x{reference.shape[0]} but the file's image is "
                                 f"{file.width}x{file.height}")
-    found = codec._symbol_information(file)
-    image = codec._pixels(file)
+    found = codec.symbol_information(file)
+    image = codec.pixels(file)
     gains = found["gains"][:, None, None]
     inspection = Inspection(
         file.width, file.height, file.mode, file.quality, file.weights_id.hex(), file.size, len(file.hyper_stream),

@@ -6,7 +6,8 @@ knob's meaning is recorded with the results. A codec whose library is missing ra
 ``Unavailable`` when built, and the bench skips it with a note.
 
 vaecodec also runs as variants, each a curve of its own: ``vaecodec@precision=fp32``,
-``vaecodec@effort=9`` (the settings joined by ``+``), named so in the results.
+``vaecodec@effort=9``, ``vaecodec@tune=ssim``, ``vaecodec@engine=torch`` (the settings joined by
+``+``), named so in the results.
 """
 
 from __future__ import annotations
@@ -117,17 +118,20 @@ def _vaecodec(options: BenchOptions, settings: dict[str, str] | None = None) -> 
     from vaecodec.codec import get_codec
 
     from vaecodec.effort import DEFAULT_EFFORT, check_effort
+    from vaecodec.tunes import DEFAULT_TUNE
 
     settings = settings or {}
-    unknown = set(settings) - {"precision", "effort"}
+    known = ("precision", "effort", "tune", "engine")
+    unknown = set(settings) - set(known)
     if unknown:
-        raise VaecodecError(f"unknown vaecodec setting {sorted(unknown)[0]!r} (choose from precision, effort)")
-    codec = get_codec(options.weights, options.device, settings.get("precision", "auto"))
+        raise VaecodecError(f"unknown vaecodec setting {sorted(unknown)[0]!r} (choose from {', '.join(known)})")
+    codec = get_codec(options.weights, options.device, settings.get("precision", "auto"),
+                      tune=settings.get("tune", DEFAULT_TUNE), engine=settings.get("engine", "auto"))
     text = settings.get("effort", str(DEFAULT_EFFORT))
     effort = check_effort(int(text) if text.isdigit() else text)
     name = VARIANT.join(["vaecodec", "+".join(f"{k}={v}" for k, v in settings.items())]) if settings else "vaecodec"
     label = f"vaecodec ({', '.join(f'{k} {v}' for k, v in settings.items())})" if settings else "vaecodec"
-    version = f"vaecodec {vaecodec.__version__}, weights {codec.weights_id.hex()}, {codec.precision}"
+    version = f"vaecodec {vaecodec.__version__}, weights {codec.weights_id.hex()} ({codec.tune}), {codec.engine} {codec.precision}"
     return BenchCodec(name, label, "quality 0-100", version, (0, 100), False,
                       lambda pixels, quality: codec.compress(pixels, quality, effort=effort),
                       lambda data: np.asarray(codec.decompress(data).convert("RGB")))

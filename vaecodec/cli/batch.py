@@ -33,7 +33,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator, Sequence, TextIO
 
-import torch
 from PIL import Image
 
 from vaecodec.cli import PROG
@@ -263,8 +262,10 @@ def _do(work: Callable[[Job], Outcome], job: Job) -> Outcome:
 
 
 def _start_worker(setup: Callable[[], object] | None) -> None:
-    """A worker's start: torch gets one thread (the pool is the parallelism); then ``setup``."""
-    torch.set_num_threads(1)
+    """A worker's start: the transforms get one thread (the pool is the parallelism); then ``setup``."""
+    from vaecodec.engine import set_threads
+
+    set_threads(1)
     if setup is not None:
         setup()
 

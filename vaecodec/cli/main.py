@@ -19,6 +19,7 @@ from vaecodec.cli import PROG
 from vaecodec.cli.options import number_list, whole_number
 from vaecodec.errors import UsageError, VaecodecError
 from vaecodec.files import refuse_existing, write_output
+from vaecodec.tunes import DEFAULT_TUNE, DISTORTIONS, TUNES
 
 if TYPE_CHECKING:
     from vaecodec.cli.batch import Job, Outcome
@@ -86,7 +87,8 @@ def _read_input(path: str) -> bytes:
 def _codec(args: argparse.Namespace):
     from vaecodec.codec import get_codec
 
-    return get_codec(args.weights, args.device, args.precision)
+    return get_codec(args.weights, args.device, args.precision, tune=getattr(args, "tune", DEFAULT_TUNE),
+                     engine=args.engine)
 
 
 def _write_job_output(path: str, data: bytes, args: argparse.Namespace) -> None:
@@ -141,9 +143,7 @@ def compress_job(args: argparse.Namespace, job: Job) -> Outcome:
 
 def _processes(args: argparse.Namespace) -> int:
     """The processes -j asks for; just this one when the networks run on another device."""
-    from vaecodec.codec import usable_device
-
-    return args.jobs if usable_device(args.device).type == "cpu" else 1
+    return args.jobs if args.device == "cpu" else 1
 
 
 _EXTENSION_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP",
@@ -190,6 +190,7 @@ def _decode(args: argparse.Namespace, job: Job) -> Outcome:
 
 def cmd_info(args: argparse.Namespace) -> int:
     from vaecodec.format.container import parse
+    from vaecodec.model.bundle import packaged_tune
 
     for name in args.inputs:
         file = parse(_read_input(name))
@@ -198,6 +199,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(f"  dimensions      {file.width}x{file.height} {file.mode}")
         print(f"  quality         {file.quality:g}")
         print(f"  weights id      {file.weights_id.hex()}")
+        print(f"  tune            {packaged_tune(file.weights_id) or 'unknown (weights not installed)'}")
         print(f"  size            {file.size} bytes (hyper-latent {len(file.hyper_stream)}, latent {len(file.latent_stream)})")
         print(f"  bits per pixel  {file.bits_per_pixel:.4f}")
     return 0
@@ -210,7 +212,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         data=Path(args.data), out=Path(args.out), steps=args.steps, batch=args.batch, crop=args.crop,
         lr=args.lr, lr_final=args.lr_final, decay_start=args.decay_start, minutes=args.minutes, channels=args.channels,
         latent_channels=args.latent_channels, lambdas=number_list("--lambdas", float, args.lambdas), lowest_level=args.lowest_level,
-        level_tilt=args.level_tilt, clean_weight=args.clean_weight,
+        distortion=args.distortion, level_tilt=args.level_tilt, clean_weight=args.clean_weight,
         context_groups=number_list("--context-groups", int, args.context_groups), context_channels=args.context_channels,
         context_lr_factor=args.context_lr_factor,
         device=args.device, precision=args.precision, resume=args.resume,
@@ -238,11 +240,16 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def add_model_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--weights", help="weights file (default: the shipped weights)")
+        p.add_argument("--weights", help="weights file: a bundle (.npz) or torch weights (.pt, the torch extra) "
+                       "(default: the shipped weights of the tune)")
+        p.add_argument("--engine", choices=("auto", "onnxruntime", "openvino", "torch"), default="auto",
+                       help="what runs the networks: auto (default) is OpenVINO on the CPU where it is installed, "
+                       "else ONNX Runtime (torch for bf16), and torch for another --device; openvino and torch "
+                       "need their extras; files decode with any")
         p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
-                       help="of the networks: auto (default) runs bf16 where the CPU or GPU has native bf16 "
-                       "(about twice as fast), else fp32; files decode at either precision")
-        p.add_argument("--device", default="cpu", help="torch device for the networks (default: cpu)")
+                       help="of the networks: auto is bf16 where the CPU or GPU has native bf16 (OpenVINO, torch), "
+                       "else fp32; ONNX Runtime runs fp32; files decode at either precision")
+        p.add_argument("--device", default="cpu", help="cpu (default), or a torch device such as cuda (the torch engine)")
 
     def add_batch_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs")
@@ -266,6 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
     from vaecodec.effort import DEFAULT_EFFORT
 
     encode.add_argument("--effort", type=parse_effort, default=DEFAULT_EFFORT, metavar="N", help=EFFORT_HELP)
+    encode.add_argument("--tune", choices=tuple(TUNES), default=DEFAULT_TUNE,
+                        help="the weights: psnr (default: for squared error, PSNR) or ssim (trained for MS-SSIM, "
+                        "what people see); any vaecodec with both decodes both")
     add_batch_options(encode)
     from vaecodec.cli.shards import add_options as add_shard_options
 
@@ -311,6 +321,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lowest-level", type=float,
                        help="the rate level quality 0 codes at, in level steps; below 0 extrapolates the two lowest "
                        "(default: that of --init-weights, else -1.5)")
+    train.add_argument("--distortion", choices=DISTORTIONS,
+                       help="what the rate levels trade bits against: mse (the default weights) or ms-ssim (the "
+                       "ssim tune); a change from --init-weights' keeps their gains and sets the new lambdas (--lambdas, "
+                       "or the MS-SSIM lambdas matching the shipped levels)")
     train.add_argument("--level-tilt", type=float, default=0.0,
                        help="0 trains every rate level equally often; up to 1 tilts the steps toward the high rates "
                        "(the density runs from 1-TILT at quality 0 to 1+TILT at quality 100)")

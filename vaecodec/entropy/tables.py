@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
 
 LOG_UNIT = 256  # fixed-point log-scales count in 1/256 of a natural-log unit
 SCALE_LOG_MIN = -565  # exp(-565/256) = 0.110
@@ -29,10 +28,10 @@ LATENT_PRECISION_BITS = 24  # counts of the latent tables sum to 2**24 (constric
 HYPER_PRECISION_BITS = 16  # counts of the hyper-latent tables sum to 2**16
 
 
-def scale_index(log_scales: torch.Tensor) -> torch.Tensor:
+def scale_index(log_scales: np.ndarray) -> np.ndarray:
     """Table index of integer fixed-point log-scales: the smallest entry >= the scale, clamped."""
-    steps = -torch.div(SCALE_LOG_MIN - log_scales, SCALE_LOG_STEP, rounding_mode="floor")  # ceiling
-    return steps.clamp(0, SCALE_LEVELS - 1).to(torch.int64)
+    steps = -((SCALE_LOG_MIN - np.asarray(log_scales, dtype=np.int64)) // SCALE_LOG_STEP)  # ceiling
+    return np.clip(steps, 0, SCALE_LEVELS - 1)
 
 
 def quantize_pmf(pmf: np.ndarray, precision_bits: int) -> np.ndarray:
@@ -56,6 +55,7 @@ def gaussian_table_counts() -> np.ndarray:
     Built with floating point once, when weights are exported, and stored in the weights file:
     coding only ever reads the stored integers.
     """
+    import torch  # export only: torch's erfc built the shipped tables
     edges = torch.arange(-LATENT_RADIUS, LATENT_RADIUS + 2, dtype=torch.float64) - 0.5
     scales = torch.from_numpy(SCALE_TABLE)[:, None]
     cdf = 0.5 * torch.special.erfc(-edges[None, :] / (scales * math.sqrt(2)))

@@ -28,36 +28,40 @@ hyperprior's one stream is (``CodingTables.encode_segments``).
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-import torch
 
 from vaecodec.entropy.tables import LOG_UNIT, scale_index
 from vaecodec.latent.hyperprior import GainedLatent, HyperpriorCoder, PreparedLatent, SymbolSource
 from vaecodec.model.fixed_point import ACT_BITS, ACT_LIMIT, IntegerSequential
-from vaecodec.model.hyperprior import HyperpriorModel
 from vaecodec.model.rate_levels import blend_exact
+
+if TYPE_CHECKING:
+    from vaecodec.model.bundle import Bundle
+    from vaecodec.model.hyperprior import HyperpriorModel
 
 EXP_RANGE = 4096  # integer log-gains (1/LOG_UNIT) the exp table covers: gains of e**-16 .. e**16
 _PER_LOG_UNIT = (1 << ACT_BITS) // LOG_UNIT  # fixed-point steps per 1/LOG_UNIT of a log-scale
 
 # symbols of a group, from its channels, its float means mu' (before gains) and its table indexes
-GroupSymbols = Callable[[slice, torch.Tensor, np.ndarray], np.ndarray]
+GroupSymbols = Callable[[slice, np.ndarray, np.ndarray], np.ndarray]
 
 
-def build_exp_table() -> torch.Tensor:
+def build_exp_table() -> np.ndarray:
     """E[L] = round(2**ACT_BITS * exp(-L / LOG_UNIT)) for L = -EXP_RANGE .. EXP_RANGE (built at export)."""
+    import torch  # export only: torch's exp built the shipped table
+
     levels = torch.arange(-EXP_RANGE, EXP_RANGE + 1, dtype=torch.float64)
-    return torch.round((1 << ACT_BITS) * torch.exp(-levels / LOG_UNIT)).to(torch.int64)
+    return torch.round((1 << ACT_BITS) * torch.exp(-levels / LOG_UNIT)).to(torch.int64).numpy()
 
 
-def _rounding(y: torch.Tensor, gain: torch.Tensor) -> GroupSymbols:
+def _rounding(y: np.ndarray, gain: np.ndarray) -> GroupSymbols:
     """The coder's quantization of a group: s = round(y * g - mu' * g)."""
 
-    def symbols(group: slice, means: torch.Tensor, indexes: np.ndarray) -> np.ndarray:
+    def symbols(group: slice, means: np.ndarray, indexes: np.ndarray) -> np.ndarray:
         g = gain[:, group]
-        return torch.round(y[:, group] * g - means.to(g.device) * g).cpu().numpy()
+        return np.round(y[:, group] * g - means * g)
 
     return symbols
 
@@ -67,33 +71,32 @@ class ContextCoder(HyperpriorCoder):
 
     kind = "channel-context"
     format_version = 2
+    frozen_table_names = (*HyperpriorCoder.frozen_table_names, "exp_table")
 
     @staticmethod
-    def frozen_tables(model: HyperpriorModel) -> dict[str, torch.Tensor]:
+    def frozen_tables(model: HyperpriorModel) -> dict[str, np.ndarray]:
         return {**HyperpriorCoder.frozen_tables(model), "exp_table": build_exp_table()}
 
-    def __init__(self, model: HyperpriorModel, tables: dict[str, torch.Tensor]) -> None:
-        super().__init__(model, tables)
-        self.exp_table = tables["exp_table"].to(torch.int64)
-        self.groups = [slice(first, end) for first, end in model.config.group_bounds()]
-        self.networks = [IntegerSequential(network) for network in model.context]
+    def __init__(self, bundle: Bundle) -> None:
+        super().__init__(bundle)
+        self.exp_table = np.asarray(bundle.arrays["exp_table"], dtype=np.int64)
+        self.groups = [slice(first, end) for first, end in bundle.config.group_bounds()]
+        self.networks = [IntegerSequential(bundle.networks[f"context.{k}"]) for k in range(len(self.groups))]
 
-    @torch.no_grad()
     def encode(self, prepared: PreparedLatent, level_units: int) -> bytes:
         """The latent stream at an integer rate level: the groups' segments in order."""
-        gain, _ = self._gains(level_units, prepared.y.device)
+        gain, _ = self.gains(level_units)
         segments: list[tuple[np.ndarray, np.ndarray]] = []
         rounded = _rounding(prepared.y, gain)
 
-        def symbols(group: slice, means: torch.Tensor, indexes: np.ndarray) -> np.ndarray:
+        def symbols(group: slice, means: np.ndarray, indexes: np.ndarray) -> np.ndarray:
             values = rounded(group, means, indexes)
             segments.append((values, indexes))
             return values
 
-        self._walk(prepared.means.cpu(), prepared.log_scales, level_units, symbols)
+        self._walk(prepared.means, prepared.log_scales, level_units, symbols)
         return self.latent_tables.encode_segments(segments)
 
-    @torch.no_grad()
     def gained(self, prepared: PreparedLatent, level_units: int) -> GainedLatent:
         """The latent at an integer rate level as :meth:`encode` rounds and codes it, with the
         groups' means and scales of its plain symbols; for other symbols (the encode effort's) it
@@ -103,46 +106,46 @@ class ContextCoder(HyperpriorCoder):
         so it does not see how one group's symbols move the later groups' parameters; the symbols
         it chooses are coded as chosen, each group's under the parameters that the earlier groups'
         chosen symbols give, and its final comparison with the plain symbols uses those."""
-        gain, inverse_gain = self._gains(level_units, prepared.y.device)
-        means, log_scales = prepared.means.cpu(), prepared.log_scales
+        gain, inverse_gain = self.gains(level_units)
+        means, log_scales = prepared.means, prepared.log_scales
 
         def walked(symbols_of: GroupSymbols) -> GainedLatent:
             group_means, indexes, _ = self._walk(means, log_scales, level_units, symbols_of)
             return replace(GainedLatent.at(prepared.y, group_means, indexes, gain, inverse_gain), follow=follow)
 
-        def follow(symbols: torch.Tensor) -> GainedLatent:
-            chosen = symbols.cpu().numpy()
-            return walked(lambda group, group_means, indexes: chosen[:, group])
+        def follow(symbols: np.ndarray) -> GainedLatent:
+            return walked(lambda group, group_means, indexes: symbols[:, group])
 
         return walked(_rounding(prepared.y, gain))
 
-    def _read_latent(self, means: torch.Tensor, log_scales: torch.Tensor, level_units: int,
-                     latent: SymbolSource) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    def _read_latent(self, means: np.ndarray, log_scales: np.ndarray, level_units: int,
+                     latent: SymbolSource) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return self._walk(means, log_scales, level_units,
                           lambda group, group_means, indexes: latent(self.latent_tables, indexes))
 
-    def _walk(self, means: torch.Tensor, log_scales: torch.Tensor, level_units: int,
-              symbols_of: GroupSymbols) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    def _walk(self, means: np.ndarray, log_scales: np.ndarray, level_units: int,
+              symbols_of: GroupSymbols) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The groups in coding order: each one's corrected means and table indexes from what came
         before, then its symbols (``symbols_of``); returns the whole latent's (means, indexes, symbols)."""
-        fixed_means = torch.round(means.double() * (1 << ACT_BITS))  # exact: the means are fixed-point values
+        fixed_means = np.round(means.astype(np.float64) * (1 << ACT_BITS))  # exact: the means are fixed-point values
         log_gains = blend_exact(self.entropy_parameters.log_gain, level_units)
         all_means, all_indexes, all_symbols, decoded = [], [], [], []
         for group, network in zip(self.groups, self.networks):
-            group_means, group_log_scales = fixed_means[:, group], log_scales[:, group].to(torch.int64)
-            inputs = torch.cat([group_means, group_log_scales.double() * _PER_LOG_UNIT, *decoded], dim=1)
+            group_means, group_log_scales = fixed_means[:, group], log_scales[:, group].astype(np.int64)
+            inputs = np.concatenate([group_means, group_log_scales.astype(np.float64) * _PER_LOG_UNIT, *decoded], axis=1)
             correction = network(inputs)
             size = group.stop - group.start
             group_means = group_means + correction[:, :size]
-            steps = torch.div(correction[:, size:], _PER_LOG_UNIT, rounding_mode="floor").to(torch.int64)
+            steps = np.floor(correction[:, size:] / _PER_LOG_UNIT).astype(np.int64)
             level_gains = log_gains[group][None, :, None, None]
-            indexes = scale_index(group_log_scales + steps + level_gains).numpy()
-            float_means = (group_means / (1 << ACT_BITS)).float()
+            indexes = scale_index(group_log_scales + steps + level_gains)
+            float_means = (group_means / (1 << ACT_BITS)).astype(np.float32)
             values = symbols_of(group, float_means, indexes)
-            inverse_gains = self.exp_table[(level_gains + EXP_RANGE).clamp(0, 2 * EXP_RANGE)]
-            decoded.append((group_means + torch.from_numpy(values).double() * inverse_gains.double())
-                           .clamp(-ACT_LIMIT, ACT_LIMIT))
+            inverse_gains = self.exp_table[np.clip(level_gains + EXP_RANGE, 0, 2 * EXP_RANGE)]
+            decoded.append(np.clip(group_means + np.asarray(values, dtype=np.float64) * inverse_gains,
+                                   -ACT_LIMIT, ACT_LIMIT))
             all_means.append(float_means)
             all_indexes.append(indexes)
             all_symbols.append(values)
-        return torch.cat(all_means, dim=1), np.concatenate(all_indexes, axis=1), np.concatenate(all_symbols, axis=1)
+        return (np.concatenate(all_means, axis=1), np.concatenate(all_indexes, axis=1),
+                np.concatenate(all_symbols, axis=1))

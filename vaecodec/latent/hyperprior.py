@@ -12,7 +12,8 @@ It owns everything between the float transforms and the bytes, symmetrically for
 - the latent stream: the symbols under their Gaussian tables.
 
 Encoding is split in two (``prepare``, then ``encode`` per quality) so that rate control reuses the
-quality-independent half.
+quality-independent half. Everything here is numpy on the CPU, built from a weights bundle
+(``vaecodec.model.bundle``): coding needs no torch, whichever engine runs the float transforms.
 """
 
 from __future__ import annotations
@@ -20,46 +21,47 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, replace
 from fractions import Fraction
-from typing import Callable, NamedTuple
+from typing import TYPE_CHECKING, Callable, NamedTuple
 
 import numpy as np
-import torch
 
 from vaecodec.entropy.coder import CodingTables, SegmentReader
-from vaecodec.entropy.tables import (HYPER_PRECISION_BITS, LOG_UNIT, SCALE_TABLE, gaussian_table_counts,
-                                     quantize_pmf, scale_index)
-from vaecodec.model.fixed_point import ACT_BITS, IntegerSequential, build_log_scale_table, log_scales, to_fixed
-from vaecodec.model.hyperprior import HyperpriorModel
-from vaecodec.model.rate_levels import blend_exact, level_of
+from vaecodec.entropy.tables import LOG_UNIT, SCALE_TABLE, scale_index
+from vaecodec.model.fixed_point import ACT_BITS, IntegerSequential, LayerData, log_scales, to_fixed
+from vaecodec.model.rate_levels import blend_exact, blend_one, level_of
 from vaecodec.model.tiling import map_tiles
+
+if TYPE_CHECKING:  # export only (torch)
+    from vaecodec.model.bundle import Bundle
+    from vaecodec.model.hyperprior import HyperpriorModel
 
 TILE, TILE_MARGIN = 32, 3  # hyper-latent pixels per tile of the integer network (bounds its memory), overlap
 # Hyper-latent values coded per channel: integers within this many of the channel's mode.
 _MAX_TABLE_RADIUS = 255
 _TAIL_MASS = 1e-7
+_SCALES = SCALE_TABLE.astype(np.float32)
 
 
-class IntegerEntropyParameters(IntegerSequential):
+class IntegerEntropyParameters:
     """Means and scale-table indexes of the latent from the integer hyper-latent, exactly.
 
-    Built from a model's hyper-synthesis (``h_s``: convolutions and LeakyReLUs), its per-level
-    log-gains and the frozen log-scale table; runs on the CPU.
+    Built from a model's hyper-synthesis (``h_s``: convolutions and LeakyReLUs, as plain layer
+    data), its per-level log-gains and the frozen log-scale table.
     """
 
-    def __init__(self, h_s: torch.nn.Sequential, log_gain: torch.Tensor, log_scale_table: torch.Tensor) -> None:
-        super().__init__(h_s)
+    def __init__(self, h_s: list[LayerData], log_gain: np.ndarray, log_scale_table: np.ndarray) -> None:
+        self.network = IntegerSequential(h_s)
         # Per-level, per-channel log-gains in units of 1/LOG_UNIT (the stored values scale exactly).
-        self.log_gain = torch.round(log_gain.detach().double().cpu() * LOG_UNIT).to(torch.int64)
-        self.log_scale_table = log_scale_table.to(torch.int32).cpu()
+        self.log_gain = np.round(np.asarray(log_gain, dtype=np.float64) * LOG_UNIT).astype(np.int64)
+        self.log_scale_table = np.asarray(log_scale_table, dtype=np.int32)
 
-    @torch.no_grad()
-    def __call__(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(float32 means, int32 fixed-point log-scales), both before gains, for an integer z (1, N, h, w)."""
-        x = map_tiles(super().__call__, to_fixed(z), Fraction(4), TILE, TILE_MARGIN)
-        means, raw_scales = x.chunk(2, dim=1)
-        return means.div(1 << ACT_BITS).float(), log_scales(raw_scales, self.log_scale_table)
+        x = map_tiles(self.network, to_fixed(z), Fraction(4), TILE, TILE_MARGIN)
+        means, raw_scales = np.split(x, 2, axis=1)
+        return (means / (1 << ACT_BITS)).astype(np.float32), log_scales(raw_scales, self.log_scale_table)
 
-    def indexes(self, log_scales: torch.Tensor, level_units: int) -> torch.Tensor:
+    def indexes(self, log_scales: np.ndarray, level_units: int) -> np.ndarray:
         """Scale-table indexes of the gained scales at an integer rate level."""
         return scale_index(log_scales + blend_exact(self.log_gain, level_units)[None, :, None, None])
 
@@ -68,6 +70,8 @@ def freeze_hyper_tables(model: HyperpriorModel) -> tuple[np.ndarray, np.ndarray]
     """Integer coding tables of the hyper-latent from the learned density, built once at export:
     (offsets (C,), counts (C, 2R+1)), R the smallest radius around every channel's mode that
     leaves out less than _TAIL_MASS of its mass."""
+    from vaecodec.entropy.tables import HYPER_PRECISION_BITS, quantize_pmf
+
     grid = model.hyper_density.integer_pmf(_MAX_TABLE_RADIUS * 2).numpy()
     modes = grid.argmax(axis=1)
     cumulative = np.cumsum(grid, axis=1)
@@ -90,10 +94,10 @@ def freeze_hyper_tables(model: HyperpriorModel) -> tuple[np.ndarray, np.ndarray]
 class PreparedLatent:
     """The quality-independent half of encoding: the latent, the hyper stream, the entropy parameters."""
 
-    y: torch.Tensor  # the latent before gains (1, M, h, w), on the networks' device
+    y: np.ndarray  # the latent before gains (1, M, h, w) float32
     hyper_stream: bytes
-    means: torch.Tensor  # latent means before gains, exact, on the networks' device
-    log_scales: torch.Tensor  # fixed-point log-scales before gains (CPU)
+    means: np.ndarray  # latent means before gains, exact, float32
+    log_scales: np.ndarray  # fixed-point log-scales before gains
 
 
 @dataclass
@@ -101,28 +105,27 @@ class GainedLatent:
     """A prepared latent as the coder sees it at one rate level, for choosing its symbols by
     optimisation (``vaecodec.latent.sga``): the symbols are round(residual); the decoder's latent is
     (symbols + offset) * inverse_gain; each symbol is coded under a zero-mean Gaussian of ``scales``
-    (its table's scale). All (1, M, h, w) but the gains (1, M, 1, 1), on the networks' device.
+    (its table's scale). All (1, M, h, w) float32 but the gains (1, M, 1, 1).
 
     The offsets and scales are those of the plain symbols, round(residual). Where other symbols
     would change them (a context coder: earlier groups' symbols set later groups' means and
     scales), ``follow`` gives the latent as the coder codes those symbols instead."""
 
-    residual: torch.Tensor  # y * g - mu * g
-    offset: torch.Tensor  # mu * g
-    gain: torch.Tensor
-    inverse_gain: torch.Tensor
-    scales: torch.Tensor
-    follow: Callable[[torch.Tensor], GainedLatent] | None = None
+    residual: np.ndarray  # y * g - mu * g
+    offset: np.ndarray  # mu * g
+    gain: np.ndarray
+    inverse_gain: np.ndarray
+    scales: np.ndarray
+    follow: Callable[[np.ndarray], GainedLatent] | None = None
 
     @staticmethod
-    def at(y: torch.Tensor, means: torch.Tensor, indexes: np.ndarray | torch.Tensor, gain: torch.Tensor,
-           inverse_gain: torch.Tensor) -> GainedLatent:
+    def at(y: np.ndarray, means: np.ndarray, indexes: np.ndarray, gain: np.ndarray,
+           inverse_gain: np.ndarray) -> GainedLatent:
         """The latent y with means mu (before gains) and table indexes, at a level's gains."""
-        offset = means.to(y.device) * gain
-        scales = torch.from_numpy(SCALE_TABLE).to(torch.float32)[torch.as_tensor(indexes)].to(y.device)
-        return GainedLatent(y * gain - offset, offset, gain, inverse_gain, scales)
+        offset = means * gain
+        return GainedLatent(y * gain - offset, offset, gain, inverse_gain, _SCALES[indexes])
 
-    def for_symbols(self, symbols: torch.Tensor) -> GainedLatent:
+    def for_symbols(self, symbols: np.ndarray) -> GainedLatent:
         """The latent as the coder codes ``symbols``: its offsets and scales for them."""
         return self if self.follow is None else self.follow(symbols)
 
@@ -132,20 +135,27 @@ class HyperpriorCoder:
 
     kind = "hyperprior"
     format_version = 1  # of the files it writes (``vaecodec.format.container``)
+    frozen_table_names: tuple[str, ...] = ("z_offsets", "z_counts", "latent_counts", "log_scale_table")
 
     @staticmethod
-    def frozen_tables(model: HyperpriorModel) -> dict[str, torch.Tensor]:
+    def frozen_tables(model: HyperpriorModel) -> dict[str, np.ndarray]:
         """The integer tables this coder reads from a weights file, built from the model at export."""
-        offsets, counts = freeze_hyper_tables(model)
-        return {"z_offsets": torch.from_numpy(offsets), "z_counts": torch.from_numpy(counts),
-                "latent_counts": torch.from_numpy(gaussian_table_counts()), "log_scale_table": build_log_scale_table()}
+        from vaecodec.entropy.tables import gaussian_table_counts
+        from vaecodec.model.fixed_point import build_log_scale_table
 
-    def __init__(self, model: HyperpriorModel, tables: dict[str, torch.Tensor]) -> None:
-        self.model = model
-        self.z_offsets = tables["z_offsets"].to(torch.int64)
-        self.hyper_tables = CodingTables(tables["z_counts"].numpy())
-        self.latent_tables = CodingTables(tables["latent_counts"].numpy())
-        self.entropy_parameters = IntegerEntropyParameters(model.h_s, model.log_gain, tables["log_scale_table"])
+        offsets, counts = freeze_hyper_tables(model)
+        return {"z_offsets": offsets, "z_counts": counts, "latent_counts": gaussian_table_counts(),
+                "log_scale_table": build_log_scale_table()}
+
+    def __init__(self, bundle: Bundle) -> None:
+        arrays = bundle.arrays
+        self.log_gain = np.asarray(arrays["log_gain"], dtype=np.float32)
+        self.log_inverse_gain = np.asarray(arrays["log_inverse_gain"], dtype=np.float32)
+        self.z_offsets = np.asarray(arrays["z_offsets"], dtype=np.int64)
+        self.hyper_tables = CodingTables(arrays["z_counts"])
+        self.latent_tables = CodingTables(arrays["latent_counts"])
+        self.entropy_parameters = IntegerEntropyParameters(bundle.networks["h_s"], self.log_gain,
+                                                           arrays["log_scale_table"])
 
     def hyper_shape(self, latent_height: int, latent_width: int) -> tuple[int, int, int, int]:
         return 1, len(self.z_offsets), latent_height // 4, latent_width // 4
@@ -154,49 +164,48 @@ class HyperpriorCoder:
         """Each hyper-latent element is coded under its channel's table."""
         return np.broadcast_to(np.arange(shape[1])[None, :, None, None], tuple(shape))
 
-    def _gains(self, level_units: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.model.gains(torch.tensor([level_of(level_units)], device=device))
+    def gains(self, level_units: int) -> tuple[np.ndarray, np.ndarray]:
+        """The float gain and inverse gain (1, M, 1, 1) at an integer rate level: the quantization's
+        step sizes (a rounding difference here moves pixels, never the coding tables)."""
+        level = np.float32(level_of(level_units))
+        return tuple(np.exp(blend_one(table, level))[None, :, None, None]  # type: ignore[return-value]
+                     for table in (self.log_gain, self.log_inverse_gain))
 
-    @torch.no_grad()
-    def prepare(self, y: torch.Tensor, z: torch.Tensor) -> PreparedLatent:
+    def prepare(self, y: np.ndarray, z: np.ndarray) -> PreparedLatent:
         """The hyper stream and the entropy parameters of a latent y and its rounded hyper-latent z."""
         radius = self.hyper_tables.radius
         offsets = self.z_offsets[None, :, None, None]
-        z_symbols = (z.cpu().to(torch.int64) - offsets).clamp(-radius, radius)
-        hyper_stream = self.hyper_tables.encode(z_symbols.numpy(), self._hyper_table_indexes(z.shape))
+        z_symbols = np.clip(np.asarray(z, dtype=np.int64) - offsets, -radius, radius)
+        hyper_stream = self.hyper_tables.encode(z_symbols, self._hyper_table_indexes(z.shape))
         means, log_scales = self.entropy_parameters(z_symbols + offsets)
-        return PreparedLatent(y, hyper_stream, means.to(y.device), log_scales)
+        return PreparedLatent(y, hyper_stream, means, log_scales)
 
-    @torch.no_grad()
     def encode(self, prepared: PreparedLatent, level_units: int) -> bytes:
         """The latent stream at an integer rate level."""
-        gain, _ = self._gains(level_units, prepared.y.device)
-        symbols = torch.round(prepared.y * gain - prepared.means * gain).cpu().numpy()
+        gain, _ = self.gains(level_units)
+        symbols = np.round(prepared.y * gain - prepared.means * gain)
         indexes = self.entropy_parameters.indexes(prepared.log_scales, level_units)
-        return self.latent_tables.encode(symbols, indexes.numpy())
+        return self.latent_tables.encode(symbols, indexes)
 
-    @torch.no_grad()
     def gained(self, prepared: PreparedLatent, level_units: int) -> GainedLatent:
         """The latent at an integer rate level as :meth:`encode` rounds and codes it."""
-        gain, inverse_gain = self._gains(level_units, prepared.y.device)
+        gain, inverse_gain = self.gains(level_units)
         indexes = self.entropy_parameters.indexes(prepared.log_scales, level_units)
         return GainedLatent.at(prepared.y, prepared.means, indexes, gain, inverse_gain)
 
     @staticmethod
-    def with_symbols(prepared: PreparedLatent, gained: GainedLatent, symbols: torch.Tensor) -> PreparedLatent:
+    def with_symbols(prepared: PreparedLatent, gained: GainedLatent, symbols: np.ndarray) -> PreparedLatent:
         """The prepared latent that :meth:`encode` codes, at ``gained``'s level, as these integer
         symbols (a latent within float rounding of each symbol's centre, so it rounds to it)."""
         return replace(prepared, y=(symbols + gained.for_symbols(symbols).offset) / gained.gain)
 
-    @torch.no_grad()
-    def decode(self, hyper_stream: bytes, latent_stream: bytes, latent_size: tuple[int, int], level_units: int,
-               device: torch.device) -> torch.Tensor:
-        """The decoded latent (1, M, h, w) float32 on ``device``, from the two streams."""
+    def decode(self, hyper_stream: bytes, latent_stream: bytes, latent_size: tuple[int, int],
+               level_units: int) -> np.ndarray:
+        """The decoded latent (1, M, h, w) float32, from the two streams."""
         _, means, indexes, symbols = self._read_streams(hyper_stream, latent_stream, latent_size, level_units)
-        del indexes  # as large as the latent: freed before the reconstruction's tensors
-        return self._reconstruct(symbols, means, level_units, device)
+        del indexes  # as large as the latent: freed before the reconstruction's arrays
+        return self._reconstruct(symbols, means, level_units)
 
-    @torch.no_grad()
     def symbol_information(self, hyper_stream: bytes, latent_stream: bytes, latent_size: tuple[int, int],
                            level_units: int) -> dict[str, np.ndarray]:
         """What :meth:`decode` reads, with the bits each symbol cost under the table it was coded
@@ -205,21 +214,19 @@ class HyperpriorCoder:
         "gains" (M,), the float gains of the level (symbols count steps of 1/gain)."""
         read = self._read_streams(hyper_stream, latent_stream, latent_size, level_units)
         hyper_indexes = self._hyper_table_indexes(read.z_symbols.shape)
-        gain, _ = self._gains(level_units, torch.device("cpu"))
-        return {"z": read.z_symbols + self.z_offsets[None, :, None, None].numpy(),
+        gain, _ = self.gains(level_units)
+        return {"z": read.z_symbols + self.z_offsets[None, :, None, None],
                 "hyper_bits": self.hyper_tables.information(read.z_symbols, hyper_indexes),
-                "symbols": read.symbols, "means": read.means.numpy(), "scale_indexes": read.indexes,
+                "symbols": read.symbols, "means": read.means, "scale_indexes": read.indexes,
                 "latent_bits": self.latent_tables.information(read.symbols, read.indexes),
-                "gains": gain.flatten().numpy()}
+                "gains": gain.flatten()}
 
-    @torch.no_grad()
-    def sample(self, latent_size: tuple[int, int], level_units: int, rng: np.random.Generator,
-               device: torch.device) -> torch.Tensor:
+    def sample(self, latent_size: tuple[int, int], level_units: int, rng: np.random.Generator) -> np.ndarray:
         """A latent (1, M, h, w) drawn from the model, as :meth:`decode` would decode it: z from
         its frozen tables, then each symbol from the Gaussian table its z-predicted scale selects."""
         draw = functools.partial(CodingTables.sample, rng=rng)
         read = self._read(draw, draw, latent_size, level_units)
-        return self._reconstruct(read.symbols, read.means, level_units, device)
+        return self._reconstruct(read.symbols, read.means, level_units)
 
     def _read_streams(self, hyper_stream: bytes, latent_stream: bytes, latent_size: tuple[int, int],
                       level_units: int) -> _Read:
@@ -236,21 +243,20 @@ class HyperpriorCoder:
         from z, then the latent symbols from ``latent`` under the tables they select."""
         shape = self.hyper_shape(*latent_size)
         z_symbols = hyper(self.hyper_tables, self._hyper_table_indexes(shape))
-        means, log_scales = self.entropy_parameters(torch.from_numpy(z_symbols) + self.z_offsets[None, :, None, None])
+        means, log_scales = self.entropy_parameters(z_symbols + self.z_offsets[None, :, None, None])
         return _Read(z_symbols, *self._read_latent(means, log_scales, level_units, latent))
 
-    def _read_latent(self, means: torch.Tensor, log_scales: torch.Tensor, level_units: int,
-                     latent: SymbolSource) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    def _read_latent(self, means: np.ndarray, log_scales: np.ndarray, level_units: int,
+                     latent: SymbolSource) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(means, table indexes, symbols) of the latent, given the hyperprior's means and log-scales."""
-        indexes = self.entropy_parameters.indexes(log_scales, level_units).numpy()
+        indexes = self.entropy_parameters.indexes(log_scales, level_units)
         del log_scales
         return means, indexes, latent(self.latent_tables, indexes)
 
-    def _reconstruct(self, symbols: np.ndarray, means: torch.Tensor, level_units: int,
-                     device: torch.device) -> torch.Tensor:
+    def _reconstruct(self, symbols: np.ndarray, means: np.ndarray, level_units: int) -> np.ndarray:
         """The latent y_hat = (s + mu * g) * g' of symbols s and means mu (before gains)."""
-        gain, inverse_gain = self._gains(level_units, device)
-        return (torch.from_numpy(symbols).to(device, torch.float32) + means.to(device) * gain) * inverse_gain
+        gain, inverse_gain = self.gains(level_units)
+        return (symbols.astype(np.float32) + means * gain) * inverse_gain
 
 
 # Where a set of symbols comes from, given the tables and each symbol's table index: a stream's ANS
@@ -262,6 +268,6 @@ class _Read(NamedTuple):
     """The symbols of a latent and its hyper-latent, and what selected their tables."""
 
     z_symbols: np.ndarray  # hyper-latent less its channel offsets (1, N, h/4, w/4)
-    means: torch.Tensor  # latent means before gains (1, M, h, w) float32, CPU
+    means: np.ndarray  # latent means before gains (1, M, h, w) float32
     indexes: np.ndarray  # scale-table indexes (1, M, h, w)
     symbols: np.ndarray  # latent symbols (1, M, h, w)

@@ -20,7 +20,7 @@ the integer coder computes exactly (``vaecodec.latent.context``).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -28,50 +28,9 @@ from torch import nn
 
 from vaecodec.errors import VaecodecError
 from vaecodec.model.layers import GDN, FactorizedDensity, gaussian_likelihood
+from vaecodec.model.config import DEFAULT_LAMBDAS, MS_SSIM_LAMBDAS, ModelConfig  # noqa: F401 (re-exported)
 from vaecodec.model.rate_levels import blend
-
-# Rate-distortion trade-offs of the rate levels (loss = bits/pixel + lambda * 255^2 * MSE),
-# the eight MSE points of CompressAI's model zoo, spanning about 0.1 to 2 bpp.
-DEFAULT_LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800)
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Shape of the network; stored beside the weights so a file describes its own model."""
-
-    channels: int = 64
-    latent_channels: int = 96
-    lambdas: tuple[float, ...] = DEFAULT_LAMBDAS
-    # The rate level of quality 0, in hundredths: below 0, the gains and lambdas extrapolate the
-    # two lowest levels (log-linearly), reaching rates under the lowest lambda's; trained there too.
-    lowest_level_hundredths: int = -150
-    # Channels of the hyper networks and the hyper-latent; 0: as many as the transforms (``channels``),
-    # which a model keeps when its transforms are widened (``vaecodec.model.grow``).
-    hyper_channels: int = 0
-    # Channel-conditional context: the channels of each group, in coding order (summing to
-    # latent_channels), and the width of the groups' networks; () for none.
-    context_groups: tuple[int, ...] = ()
-    context_channels: int = 64
-
-    @property
-    def hyper(self) -> int:
-        return self.hyper_channels or self.channels
-
-    def group_bounds(self) -> list[tuple[int, int]]:
-        """(first, end) channel of each context group."""
-        ends = [sum(self.context_groups[: k + 1]) for k in range(len(self.context_groups))]
-        return list(zip([0, *ends[:-1]], ends))
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> ModelConfig:
-        return cls(int(data["channels"]), int(data["latent_channels"]), tuple(float(v) for v in data["lambdas"]),
-                   int(data.get("lowest_level_hundredths", 0)),  # weights older than the field start at 0
-                   int(data.get("hyper_channels", 0)), tuple(int(v) for v in data.get("context_groups", ())),
-                   int(data.get("context_channels", 64)))
-
+from vaecodec.tunes import DISTORTIONS
 
 def _conv(cin: int, cout: int, kernel: int = 5, stride: int = 2) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2)
@@ -165,6 +124,17 @@ class HyperpriorModel(nn.Module):
         for name in ("log_gain", "log_inverse_gain"):
             state[name] = blend(state[name], at)
         model.load_state_dict(state)
+        return model
+
+    def for_distortion(self, distortion: str, lambdas: tuple[float, ...]) -> HyperpriorModel:
+        """A copy of this model whose levels trade rate against another distortion, with these
+        lambdas (one per level); the gains stay, so a fine-tune starts from today's rates."""
+        if distortion not in DISTORTIONS:
+            raise VaecodecError(f"unknown distortion {distortion!r}: choose one of {', '.join(DISTORTIONS)}")
+        if len(lambdas) != self.levels:
+            raise VaecodecError(f"{distortion} needs {self.levels} lambdas, one per rate level, not {len(lambdas)}")
+        model = HyperpriorModel(replace(self.config, lambdas=tuple(lambdas), distortion=distortion))
+        model.load_state_dict(self.state_dict())
         return model
 
     def gains(self, level: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

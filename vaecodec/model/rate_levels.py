@@ -9,10 +9,11 @@ That integer is the truth: the quality a user asks for is converted to it once, 
   up to the highest, ``levels - 1``; integer arithmetic, rounding down.
 - Per-level tables (the gains) are read at a level linearly between the trained levels k and k+1
   around it, k = clamp(floor(level), 0, levels - 2), so levels below 0 continue the first segment.
-  Two forms of that one rule: ``blend_exact`` on integer tables at an integer level (what selects
-  coding tables: it must agree bit for bit on every machine) and ``blend`` on float tables at
-  float levels (the float gains, and training's continuous levels), where the coder's float level
-  is ``level_units / LEVEL_UNIT``.
+  Forms of that one rule: ``blend_exact`` on integer tables at an integer level (what selects
+  coding tables: it must agree bit for bit on every machine), ``blend`` on float torch tables at
+  float levels (training's continuous levels) and ``blend_one``, the same float32 arithmetic in
+  numpy at one level (the coder's float gains), where the coder's float level is
+  ``level_units / LEVEL_UNIT``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from vaecodec.errors import VaecodecError
+
+import numpy as np
 
 if TYPE_CHECKING:  # the tensors come from callers: the header's rules load without torch
     import torch
@@ -52,6 +55,14 @@ def blend(table: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
     low = level.floor().clamp(0, table.shape[0] - 2).long()
     frac = (level - low)[:, None]
     return table[low] * (1 - frac) + table[low + 1] * frac
+
+
+def blend_one(table: np.ndarray, level: np.float32) -> np.ndarray:
+    """``blend`` at one float32 level, in numpy: the row of a float32 per-level table (levels, M),
+    with the same float32 operations (what the coder's float gains are read with)."""
+    low = min(max(int(np.floor(level)), 0), len(table) - 2)
+    fraction = np.float32(level - np.float32(low))
+    return table[low] * (np.float32(1) - fraction) + table[low + 1] * fraction
 
 
 def blend_exact(table: torch.Tensor, units: int) -> torch.Tensor:

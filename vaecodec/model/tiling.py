@@ -4,7 +4,8 @@ Each tile is extended by a margin wider than the network's receptive field, run 
 only its centre is kept. Convolutions are translation-equivariant (tiles start on multiples of
 the network's total stride), so the stitched output is the whole-image output: exactly for the
 integer hyper-synthesis, up to floating-point rounding for the float networks, and without seams.
-Inputs no larger than one tile run whole.
+Inputs no larger than one tile run whole. Inputs and outputs are numpy arrays: every engine's
+networks (``vaecodec.engine``) and the integer networks take and give them.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from contextlib import nullcontext
 from fractions import Fraction
 from typing import Callable
 
-import torch
+import numpy as np
 
 
 def tile_boxes(height: int, width: int, tile: int | tuple[int, int]) -> list[tuple[int, int, int, int]]:
@@ -26,15 +27,15 @@ def tile_boxes(height: int, width: int, tile: int | tuple[int, int]) -> list[tup
 
 
 def map_tiles(
-    network: Callable[[torch.Tensor], torch.Tensor],
-    x: torch.Tensor,
+    network: Callable[[np.ndarray], np.ndarray],
+    x: np.ndarray,
     scale: Fraction,
     tile: int | tuple[int, int],
     margin: int,
-    finish: Callable[[torch.Tensor], torch.Tensor] = lambda piece: piece,
+    finish: Callable[[np.ndarray], np.ndarray] = lambda piece: piece,
     workers: int = 1,
     padded_size: tuple[int, int] | None = None,
-) -> torch.Tensor:
+) -> np.ndarray:
     """``finish(network(x))`` for an (N, C, H, W) input, computed tile by tile.
 
     ``scale`` is the output size over the input size; ``tile`` (a side, or rows and columns) and
@@ -50,7 +51,7 @@ def map_tiles(
     if len(boxes) == 1:
         return finish(network(_region(x, 0, height, 0, width)))
 
-    def run(box: tuple[int, int, int, int]) -> torch.Tensor:
+    def run(box: tuple[int, int, int, int]) -> np.ndarray:
         top, left, bottom, right = box
         top_in, left_in = max(top - margin, 0), max(left - margin, 0)
         piece = network(_region(x, top_in, min(bottom + margin, height), left_in, min(right + margin, width)))
@@ -63,16 +64,16 @@ def map_tiles(
     with ThreadPoolExecutor(min(workers, len(boxes))) if workers > 1 else nullcontext() as pool:
         for (top, left, bottom, right), piece in zip(boxes, pool.map(run, boxes) if pool else map(run, boxes)):
             if out is None:
-                out = piece.new_empty((*piece.shape[:2], int(height * scale), int(width * scale)))
+                out = np.empty((*piece.shape[:2], int(height * scale), int(width * scale)), dtype=piece.dtype)
             out[..., int(top * scale) : int(bottom * scale), int(left * scale) : int(right * scale)] = piece
     return out
 
 
-def _region(x: torch.Tensor, top: int, bottom: int, left: int, right: int) -> torch.Tensor:
+def _region(x: np.ndarray, top: int, bottom: int, left: int, right: int) -> np.ndarray:
     """Rows top..bottom and columns left..right of ``x``, its last row and column repeated beyond it."""
     rows, cols = x.shape[-2:]
     if bottom <= rows and right <= cols:
         return x[..., top:bottom, left:right]
-    row_index = torch.arange(top, bottom, device=x.device).clamp_(max=rows - 1)
-    col_index = torch.arange(left, right, device=x.device).clamp_(max=cols - 1)
-    return x.index_select(-2, row_index).index_select(-1, col_index)
+    row_index = np.minimum(np.arange(top, bottom), rows - 1)
+    col_index = np.minimum(np.arange(left, right), cols - 1)
+    return x[..., row_index, :][..., col_index]

@@ -8,37 +8,49 @@ The model kind (absent in the first files: "hyperprior") picks the network class
 coder (``vaecodec.latent``). Everything that defines coding probabilities and needs transcendental
 functions to build is computed once at export, by the coder, and stored as integers.
 
-Every set of weights that has shipped stays in the package (``weights/vaecodec-<id>.pt``, the
-newest as ``vaecodec-default.pt``), so a file finds the weights that wrote it by its header's id.
+Every set of weights that has shipped stays in the package (``weights/vaecodec-<id>.pt``, each
+tune's newest under its tune's name, ``vaecodec-default.pt`` for psnr), so a file finds the
+weights that wrote it by its header's id.
+
+The coding runtime reads the same weights as a bundle (``vaecodec.model.bundle``): the tables, the
+quantized integer networks and the transforms as ONNX graphs. ``bundle_of`` makes one from loaded
+weights; ``save_weights`` writes one beside every ``.pt`` it writes, and ``python -m
+vaecodec.model.weights FILE.pt ...`` writes them for existing files (once, for the shipped ones).
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import torch
+from torch import nn
 
 from vaecodec.errors import VaecodecError
 from vaecodec.latent.context import ContextCoder
 from vaecodec.latent.hyperprior import HyperpriorCoder
+from vaecodec.latent.kinds import CODERS, coder_class
+from vaecodec.model.bundle import BUNDLE_SUFFIX, Bundle
+from vaecodec.model.fixed_point import ConvSpec, LayerData
 from vaecodec.model.hyperprior import HyperpriorModel, ModelConfig
 
 DEFAULT_WEIGHTS_NAME = "vaecodec-default.pt"
 _FORMAT = "vaecodec-weights-1"
 # Model kind -> (network class, latent coder class).
-KINDS: dict[str, tuple[type, type]] = {HyperpriorCoder.kind: (HyperpriorModel, HyperpriorCoder),
-                                       ContextCoder.kind: (HyperpriorModel, ContextCoder)}
+KINDS: dict[str, tuple[type, type]] = {kind: (HyperpriorModel, coder) for kind, coder in CODERS.items()}
 
 
 @dataclass
 class TrainedModel:
-    """A model ready to code: the networks, their latent coder and the weights identifier."""
+    """A model ready to code: the networks, the runtime's bundle of them (without graphs), their
+    latent coder and the weights identifier."""
 
     model: HyperpriorModel
+    bundle: Bundle
     coder: HyperpriorCoder
     weights_id: bytes
     metadata: dict
@@ -53,12 +65,12 @@ def default_weights_path() -> Path:
 
 
 def packaged_weights_path(weights_id: bytes) -> Path | None:
-    """The packaged weights file with this id (the default, or an earlier release's), if any."""
+    """The packaged weights file with this id (a tune's, or an earlier release's), if any."""
     path = _weights_folder() / f"vaecodec-{weights_id.hex()}.pt"
     if path.is_file():
         return path
-    default = default_weights_path()
-    return default if weights_id_of(default.read_bytes()) == weights_id else None
+    return next((path for path in sorted(_weights_folder().glob("*.pt")) if weights_id_of(path.read_bytes()) == weights_id),
+                None)
 
 
 def model_kind(model: HyperpriorModel) -> str:
@@ -75,7 +87,7 @@ def serialize_weights(model: HyperpriorModel, metadata: dict | None = None) -> b
         "kind": kind,
         "config": model.config.to_dict(),
         "state_dict": state,
-        **KINDS[kind][1].frozen_tables(model),
+        **{name: torch.from_numpy(table) for name, table in KINDS[kind][1].frozen_tables(model).items()},
         "metadata": dict(metadata or {}),
     }
     buffer = io.BytesIO()
@@ -83,15 +95,60 @@ def serialize_weights(model: HyperpriorModel, metadata: dict | None = None) -> b
     return buffer.getvalue()
 
 
-def save_weights(model: HyperpriorModel, path: Path, metadata: dict | None = None) -> bytes:
-    """Write a weights file atomically; returns its identifier."""
-    data = serialize_weights(model, metadata)
-    path = Path(path)
+def _write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_bytes(data)
     tmp.replace(path)
+
+
+def save_weights(model: HyperpriorModel, path: Path, metadata: dict | None = None) -> bytes:
+    """Write a weights file atomically, and its runtime bundle beside it (same name, ``.npz``);
+    returns the weights identifier."""
+    data = serialize_weights(model, metadata)
+    path = Path(path)
+    _write(path, data)
+    write_bundle(weights_from_bytes(data), path.with_suffix(BUNDLE_SUFFIX))
     return weights_id_of(data)
+
+
+def write_bundle(trained: TrainedModel, path: Path) -> None:
+    """Write the runtime bundle of loaded weights, with the transforms' ONNX graphs."""
+    from vaecodec.model.onnx_export import analysis_graph, hyper_analysis_graph, synthesis_graph
+
+    model = trained.model
+    graphs = {"analysis": analysis_graph(model), "hyper_analysis": hyper_analysis_graph(model),
+              "synthesis": synthesis_graph(model)}
+    _write(Path(path), replace(trained.bundle, graphs=graphs).to_bytes())
+
+
+def _layers(network: nn.Sequential) -> list[LayerData]:
+    """A network of convolutions and LeakyReLUs as the integer layers' plain data: the weights as
+    stored, in half precision (exact: they were loaded from it)."""
+    layers: list[LayerData] = []
+    for module in network:
+        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+            transposed = isinstance(module, nn.ConvTranspose2d)
+            spec = ConvSpec(module.stride[0], module.padding[0], module.output_padding[0] if transposed else 0, transposed)
+            weight, bias = (value.detach().cpu().half().numpy() for value in (module.weight, module.bias))
+            layers.append(("conv", weight, bias, spec))
+        elif isinstance(module, nn.LeakyReLU):
+            layers.append(("leaky_relu",))
+        else:
+            raise VaecodecError(f"a network has a layer ({type(module).__name__}) without an integer version")
+    return layers
+
+
+def bundle_of(model: HyperpriorModel, kind: str, tables: dict[str, np.ndarray], weights_id: bytes,
+              metadata: dict) -> Bundle:
+    """The runtime's bundle (without graphs) of a loaded model and its frozen tables."""
+    arrays = dict(tables)
+    arrays["log_gain"] = model.log_gain.detach().cpu().numpy().astype(np.float32)
+    arrays["log_inverse_gain"] = model.log_inverse_gain.detach().cpu().numpy().astype(np.float32)
+    networks = {"h_s": _layers(model.h_s)}
+    if model.config.context_groups:
+        networks.update({f"context.{k}": _layers(network) for k, network in enumerate(model.context)})
+    return Bundle(weights_id, kind, model.config, metadata, arrays, networks)
 
 
 def weights_id_of(data: bytes) -> bytes:
@@ -120,10 +177,27 @@ def weights_from_bytes(data: bytes) -> TrainedModel:
     if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
         raise VaecodecError("not a vaecodec weights file")
     kind = payload.get("kind", HyperpriorCoder.kind)
-    if kind not in KINDS:
-        raise VaecodecError(f"weights of model kind {kind!r}, which this vaecodec does not know; upgrade vaecodec")
+    coder_class(kind)  # a clean error for a kind this version does not know
     network, coder = KINDS[kind]
     model = network(ModelConfig.from_dict(payload["config"]))
     model.load_state_dict({k: v.float() for k, v in payload["state_dict"].items()})
     model.eval()
-    return TrainedModel(model, coder(model, payload), weights_id_of(data), dict(payload.get("metadata", {})))
+    tables = {name: payload[name].numpy() for name in coder.frozen_table_names if name in payload}
+    metadata = dict(payload.get("metadata", {}))
+    bundle = bundle_of(model, kind, tables, weights_id_of(data), metadata)
+    return TrainedModel(model, bundle, coder(bundle), weights_id_of(data), metadata)
+
+
+def main(paths: list[str]) -> int:
+    """Write the runtime bundle beside each weights file given (``python -m vaecodec.model.weights``)."""
+    for name in paths:
+        path = Path(name)
+        write_bundle(load_weights(path), path.with_suffix(BUNDLE_SUFFIX))
+        print(f"{path.with_suffix(BUNDLE_SUFFIX)}")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    raise SystemExit(main(sys.argv[1:]))

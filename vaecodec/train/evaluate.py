@@ -1,4 +1,4 @@
-"""Validation: real coded bits per pixel and PSNR over a folder of photos, at a few qualities.
+"""Validation: real coded bits per pixel, PSNR and MS-SSIM over a folder of photos, at a few qualities.
 
 Always in fp32: validation compares weights, and bf16's rounding (a few hundredths of a dB,
 ``vaecodec.model.precision``) would blur differences of that size between them.
@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from vaecodec.codec import Codec
+from vaecodec.extras import BENCH, needs_extra
 from vaecodec.metrics import psnr
 from vaecodec.model.hyperprior import HyperpriorModel
 from vaecodec.model.weights import serialize_weights, weights_from_bytes
@@ -20,20 +21,26 @@ from vaecodec.train.data import split_images
 EVAL_QUALITIES = (0, 25, 50, 75, 100)
 
 
-def evaluate_codec(codec: Codec, paths: list[Path], qualities=EVAL_QUALITIES) -> dict[float, tuple[float, float]]:
-    """Mean (bpp, PSNR) per quality, the rate from the real file sizes."""
+def evaluate_codec(codec: Codec, paths: list[Path], qualities=EVAL_QUALITIES,
+                   with_ms_ssim: bool = False) -> dict[float, tuple[float, ...]]:
+    """Mean (bpp, PSNR) per quality, the rate from the real file sizes; with ``with_ms_ssim``
+    also the mean MS-SSIM in dB (the bench's, ``vaecodec.bench.metrics``: the bench extra)."""
+    if with_ms_ssim:
+        with needs_extra(BENCH):
+            from vaecodec.bench.metrics import ms_ssim, ms_ssim_db
     images = []
     for path in paths:
         with Image.open(path) as im:
             images.append(np.asarray(im.convert("RGB")))
     results = {}
     for quality in qualities:
-        bpps, psnrs = [], []
+        rows = []
         for image in images:
             data = codec.compress(image, quality)
-            bpps.append(8 * len(data) / (image.shape[0] * image.shape[1]))
-            psnrs.append(psnr(image, np.asarray(codec.decompress(data))))
-        results[quality] = (float(np.mean(bpps)), float(np.mean(psnrs)))
+            decoded = np.asarray(codec.decompress(data))
+            row = [8 * len(data) / (image.shape[0] * image.shape[1]), psnr(image, decoded)]
+            rows.append(row + [ms_ssim_db(ms_ssim(image, decoded))] if with_ms_ssim else row)
+        results[quality] = tuple(float(value) for value in np.mean(rows, axis=0))
     return results
 
 
@@ -44,10 +51,11 @@ def evaluate_model(model: HyperpriorModel, paths: list[Path]) -> dict[float, tup
 
 
 def validate(folder: Path, weights: Path | None = None) -> str:
-    """A TRAINING.md log row: mean coded bpp / PSNR on the whole validation split of ``folder``."""
+    """A TRAINING.md log row: mean coded bpp / PSNR / MS-SSIM (dB) on the whole validation split
+    of ``folder``."""
     codec = Codec(weights, precision="fp32")
-    results = evaluate_codec(codec, split_images(folder)[1])
+    results = evaluate_codec(codec, split_images(folder)[1], with_ms_ssim=True)
     meta = codec.metadata
-    cells = [f"{bpp:.3f} / {value:.2f}" for bpp, value in results.values()]
+    cells = [f"{bpp:.3f} / {value:.2f} / {similarity:.2f}" for bpp, value, similarity in results.values()]
     return " | ".join([f"`{codec.weights_id.hex()}`", str(meta.get("steps", "?")), str(meta.get("hours", "?")),
                        str(meta.get("device", "?")), *cells])

@@ -26,7 +26,7 @@ import torch.distributed as dist
 from vaecodec.allocator import keep_freed_memory
 from vaecodec.errors import VaecodecError
 from vaecodec.model.grow import widen, with_context
-from vaecodec.model.hyperprior import HyperpriorModel, ModelConfig
+from vaecodec.model.hyperprior import MS_SSIM_LAMBDAS, HyperpriorModel, ModelConfig
 from vaecodec.model.precision import autocast, resolve_precision
 from vaecodec.model.weights import load_weights, save_weights
 from vaecodec.train.data import CropSampler, split_images
@@ -49,6 +49,7 @@ class TrainSettings:
     context_channels: int = 64  # width of the context groups' networks
     context_lr_factor: float = 1.0  # the context networks' learning rate as a multiple of the transforms'
     lambdas: tuple[float, ...] | None = None  # when set, the rate levels' trade-offs (ascending)
+    distortion: str | None = None  # when set and not the start's, fine-tune toward it (DISTORTIONS)
     lowest_level: float | None = None  # when set, the rate level of quality 0
     level_tilt: float = 0.0  # 0 draws rate levels uniformly; up to 1 favours the top (see sample_levels)
     device: str = "auto"
@@ -78,13 +79,26 @@ def sample_levels(count: int, lowest: float, highest: float, tilt: float, device
     return lowest + fraction * (highest - lowest)
 
 
-def rate_distortion_loss(out: dict[str, torch.Tensor], x: torch.Tensor, lambdas: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Batch loss terms from a training pass: rate in bits per pixel, MSE on the 0-255 scale."""
+def rate_distortion_loss(out: dict[str, torch.Tensor], x: torch.Tensor, lambdas: torch.Tensor,
+                         distortion: str = "mse") -> dict[str, torch.Tensor]:
+    """Batch loss terms from a training pass: rate in bits per pixel, MSE on the 0-255 scale, and
+    with ``distortion="ms-ssim"`` the MS-SSIM that the lambdas then weigh (as 1 - MS-SSIM).
+
+    MS-SSIM comes from pytorch-msssim (5 scales, so crops need more than 160 pixels a side), in
+    fp32 outside any autocast.
+    """
     pixels = x.shape[2] * x.shape[3]
     bits = -(out["y_likelihoods"].log2().sum(dim=(1, 2, 3)) + out["z_likelihoods"].log2().sum(dim=(1, 2, 3)))
     bpp = bits / pixels
     mse = (out["x_hat"] - x).square().mean(dim=(1, 2, 3)) * 255**2
-    return {"loss": (bpp + lambdas * mse).mean(), "bpp": bpp.mean(), "mse": mse.mean()}
+    if distortion == "mse":
+        return {"loss": (bpp + lambdas * mse).mean(), "bpp": bpp.mean(), "mse": mse.mean()}
+    from pytorch_msssim import ms_ssim
+
+    with torch.autocast(x.device.type, enabled=False):
+        similarity = ms_ssim(out["x_hat"].float(), x.float(), data_range=1.0, size_average=False)
+    return {"loss": (bpp + lambdas * (1 - similarity)).mean(), "bpp": bpp.mean(), "mse": mse.mean(),
+            "ms_ssim": similarity.mean()}
 
 
 def learning_rate(settings: TrainSettings, progress: float) -> float:
@@ -189,7 +203,14 @@ def train(settings: TrainSettings, log=print) -> HyperpriorModel:
         model = HyperpriorModel(ModelConfig(settings.channels or 96, settings.latent_channels or 144,
                                             context_groups=tuple(settings.context_groups or ()),
                                             context_channels=settings.context_channels))
-    if settings.lambdas is not None or settings.lowest_level is not None:
+    if settings.distortion is not None and settings.distortion != model.config.distortion:
+        if resumed:
+            raise VaecodecError("--distortion starts a new run; a resumed run keeps its own")
+        if settings.distortion == "ms-ssim" and settings.lambdas is None and model.levels != len(MS_SSIM_LAMBDAS):
+            raise VaecodecError(f"--distortion ms-ssim on {model.levels} rate levels needs --lambdas, one per level")
+        model = model.for_distortion(settings.distortion, settings.lambdas or MS_SSIM_LAMBDAS)
+        log(f"distortion {settings.distortion}: lambdas {', '.join(f'{v:g}' for v in model.config.lambdas)}")
+    elif settings.lambdas is not None or settings.lowest_level is not None:
         if resumed:
             raise VaecodecError("--lambdas and --lowest-level start a new run; a resumed run keeps its own")
         lambdas = settings.lambdas or model.config.lambdas
@@ -244,9 +265,10 @@ def train(settings: TrainSettings, log=print) -> HyperpriorModel:
     with open(log_file, "a", newline="") as handle:
         writer = csv.writer(handle)
         if new_log and rank == 0:
-            writer.writerow(["step", "hours", "lr", "loss", "bpp", "mse", "eval_bpp", "eval_psnr", "crops_per_s"])
+            writer.writerow(["step", "hours", "lr", "loss", "bpp", "mse", "eval_bpp", "eval_psnr", "crops_per_s",
+                             "ms_ssim"])
         last_checkpoint = time.monotonic()
-        running = {"loss": 0.0, "bpp": 0.0, "mse": 0.0}
+        running = dict.fromkeys(("loss", "bpp", "mse", *(("ms_ssim",) if model.config.distortion == "ms-ssim" else ())), 0.0)
         count, busy = 0, 0.0
         try:
             while (done := progress()) < 1:
@@ -258,7 +280,7 @@ def train(settings: TrainSettings, log=print) -> HyperpriorModel:
                 level = sample_levels(x.shape[0], model.lowest_level, model.levels - 1, settings.level_tilt, device)
                 with autocast(device, dtype):
                     passed = trained(x, level)
-                out_terms = rate_distortion_loss(passed, x, model.lambdas_at(level))
+                out_terms = rate_distortion_loss(passed, x, model.lambdas_at(level), model.config.distortion)
                 optimizer.zero_grad(set_to_none=True)
                 out_terms["loss"].backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -273,10 +295,12 @@ def train(settings: TrainSettings, log=print) -> HyperpriorModel:
                     means = {k: v / count for k, v in running.items()}
                     speed = count * settings.batch * world / busy
                     writer.writerow([step, f"{elapsed / 3600:.4f}", f"{lr:.2e}", f"{means['loss']:.4f}",
-                                     f"{means['bpp']:.4f}", f"{means['mse']:.2f}", "", "", f"{speed:.2f}"])
+                                     f"{means['bpp']:.4f}", f"{means['mse']:.2f}", "", "", f"{speed:.2f}",
+                                     f"{means['ms_ssim']:.5f}" if "ms_ssim" in means else ""])
                     handle.flush()
-                    log(f"step {step} loss {means['loss']:.3f} bpp {means['bpp']:.3f} mse {means['mse']:.1f} lr {lr:.1e} "
-                        f"{speed:.1f} crops/s")
+                    similarity = f" ms-ssim {means['ms_ssim']:.4f}" if "ms_ssim" in means else ""
+                    log(f"step {step} loss {means['loss']:.3f} bpp {means['bpp']:.3f} mse {means['mse']:.1f}{similarity} "
+                        f"lr {lr:.1e} {speed:.1f} crops/s")
                     running = dict.fromkeys(running, 0.0)
                     count, busy = 0, 0.0
                 if rank == 0 and val_paths and settings.eval_every and step % settings.eval_every == 0:

@@ -1,0 +1,114 @@
+"""The OpenVINO engine (the ``openvino`` extra): a weights bundle's ONNX graphs on OpenVINO's CPU
+plugin, in bf16 where the CPU has native bf16 (AVX512-BF16, AMX) and fp32 elsewhere or when asked.
+
+It is the fastest engine on the CPU (runs/engines/report.md, kodim23 at one thread): 44 ms analysis
+and 69 ms synthesis in bf16, against 51-80 and 79-97 ms for torch bf16 and 109 and 168 ms for ONNX
+Runtime; and 86 and 122 ms in fp32. Its bf16 also runs the synthesis's last (RGB) layer in bf16,
+which costs a little more quality than torch's bf16 (-0.051 dB at the top rate level against
+-0.036); "fp32" (``INFERENCE_PRECISION_HINT`` f32) gives ONNX Runtime's pixels up to rounding.
+
+Every inference runs on one thread (``INFERENCE_NUM_THREADS`` 1), in the thread that calls it: the
+shared strips (``vaecodec.engine.TiledTransforms``) are the parallelism. A model compiled with
+one stream runs one inference at a time (a second thread's waits for the first), so each thread
+in flight gets a compiled model of its own: compiled on first need, kept for the process, and
+handed back to a pool after each call. So there are as many as strips ever ran at once (one per
+graph for a single thread), and memory follows the strips in flight, as with the other engines.
+Outputs were bit-identical at one and two threads and across concurrent tiles (report.md;
+tests/test_openvino.py pins the bytes).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import openvino as ov
+
+from vaecodec.engine import TiledTransforms
+from vaecodec.errors import VaecodecError
+from vaecodec.model.bundle import Bundle
+
+GRAPHS = ("analysis", "hyper_analysis", "synthesis")
+PRECISIONS = ("auto", "fp32", "bf16")
+# OpenVINO's names of the precisions it may run in, as the codec names them.
+_PRECISION_NAMES = {ov.Type.bf16: "bf16", ov.Type.f32: "fp32"}
+
+_core: ov.Core | None = None
+_core_lock = threading.Lock()
+
+
+def core() -> ov.Core:
+    """The process's OpenVINO runtime, made on first use."""
+    global _core
+    with _core_lock:
+        if _core is None:
+            _core = ov.Core()
+        return _core
+
+
+def native_bf16() -> bool:
+    """Whether the CPU plugin runs bf16 by default: it does where the CPU has bf16 instructions."""
+    return core().get_property("CPU", "INFERENCE_PRECISION_HINT") == ov.Type.bf16
+
+
+class OpenVinoTransforms(TiledTransforms):
+    """A bundle's transforms on OpenVINO, on the CPU."""
+
+    engine = "openvino"
+
+    def __init__(self, bundle: Bundle, device: str = "cpu", precision: str = "auto",
+                 trained: object | None = None) -> None:
+        """``trained`` (torch weights) goes unused: the bundle's graphs are the transforms."""
+        if device != "cpu":
+            raise VaecodecError(f"the openvino engine runs on the CPU, not {device!r}: use --engine torch")
+        if precision not in PRECISIONS:
+            raise VaecodecError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        missing = [name for name in GRAPHS if name not in bundle.graphs]
+        if missing:
+            raise VaecodecError(f"weights {bundle.weights_id.hex()} carry no ONNX graphs ({', '.join(missing)}); "
+                                "write their bundle with python -m vaecodec.model.weights FILE.pt")
+        native = precision != "fp32" and native_bf16()
+        if precision == "bf16" and not native:
+            raise VaecodecError("bf16 is not native on this cpu device (it would run many times slower "
+                                "than fp32); use --precision fp32 or auto")
+        # Always an explicit precision: the plugin's default elsewhere may be f16 (ARM), whose range
+        # the latents and the GDN's sums need not fit.
+        self._config = {"INFERENCE_NUM_THREADS": 1, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY",
+                        "ENABLE_CPU_PINNING": False, "INFERENCE_PRECISION_HINT": "bf16" if native else "f32"}
+        self.precision = "bf16" if native else "fp32"
+        self._graphs = bundle.graphs
+        self._models: dict[str, ov.Model] = {}
+        self._idle: dict[str, list[ov.InferRequest]] = {name: [] for name in GRAPHS}
+        self._kept: list[ov.CompiledModel] = []  # every compiled model, for the life of its request
+        self._lock = threading.Lock()
+
+    def _compiled(self, name: str) -> ov.InferRequest:
+        """A newly compiled model of a graph, as its infer request (called holding the lock)."""
+        if name not in self._models:
+            self._models[name] = core().read_model(self._graphs[name])
+        compiled = core().compile_model(self._models[name], "CPU", self._config)
+        ran = compiled.get_property("INFERENCE_PRECISION_HINT")
+        if ran not in _PRECISION_NAMES:
+            raise VaecodecError(f"OpenVINO compiled the {name} graph for {ran}, not bf16 or f32; use --engine onnxruntime")
+        self.precision = _PRECISION_NAMES[ran]  # what the plugin runs, whatever was asked
+        self._kept.append(compiled)
+        return compiled.create_infer_request()
+
+    def _run(self, name: str, x: np.ndarray) -> np.ndarray:
+        with self._lock:
+            request = self._idle[name].pop() if self._idle[name] else self._compiled(name)
+        try:
+            # infer copies the output out of the request's buffer, which the next call reuses.
+            return request.infer({"x": np.ascontiguousarray(x, dtype=np.float32)})[0]
+        finally:
+            with self._lock:
+                self._idle[name].append(request)
+
+    def _analysis(self, x: np.ndarray) -> np.ndarray:
+        return self._run("analysis", x)
+
+    def _hyper_analysis(self, y: np.ndarray) -> np.ndarray:
+        return self._run("hyper_analysis", y)
+
+    def _synthesis(self, y_hat: np.ndarray) -> np.ndarray:
+        return self._run("synthesis", y_hat)
