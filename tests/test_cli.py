@@ -146,13 +146,14 @@ def test_stdin_input(photo_file: Path, photo: Image.Image, tmp_path: Path) -> No
 
 def test_ctrl_c_while_the_engine_loads_is_one_line(tmp_path: Path, photo: Image.Image) -> None:
     """Importing vaecodec does not load the engine; the command does, inside its Ctrl-C handling.
-    An import hook raises KeyboardInterrupt where ONNX Runtime's import begins, as Ctrl-C would there."""
+    An import hook raises KeyboardInterrupt where the engine's import begins (OpenVINO's where it is
+    installed, else ONNX Runtime's), as Ctrl-C would there."""
     photo.save(tmp_path / "in.png")
     script = textwrap.dedent("""
         import sys
         class CtrlC:
             def find_spec(self, name, path=None, target=None):
-                if name == "onnxruntime":
+                if name in ("onnxruntime", "openvino"):
                     raise KeyboardInterrupt
         sys.meta_path.insert(0, CtrlC())
         import vaecodec

@@ -24,7 +24,7 @@ from vaecodec.bench.codecs import BenchOptions, build_codecs
 from vaecodec.cli.effort import terminal_progress
 from vaecodec.cli.main import main
 from vaecodec.codec import AnalysedImage, get_codec
-from vaecodec.engine import SYNTHESIS_TILING
+from vaecodec.engine.tiles import SYNTHESIS_TILING
 from vaecodec.effort import DEFAULT_EFFORT, Schedule, schedule, size_problem
 from vaecodec.format.container import parse
 from vaecodec.latent import sga

@@ -16,7 +16,8 @@ from torch.utils.data import DataLoader, Dataset
 import vaecodec
 from vaecodec.codec import get_codec
 from vaecodec.cli.main import main
-from vaecodec.model.weights import default_weights_path, load_weights
+from vaecodec.model.bundle import tune_bundle_path
+from vaecodec.model.weights import load_weights
 
 
 def crops(photo: Image.Image, count: int) -> torch.Tensor:
@@ -42,14 +43,14 @@ def test_a_codec_pickles_to_a_few_bytes_and_shares_the_loaded_model(codec: vaeco
     data = pickle.dumps(codec)
     assert len(data) < 500
     copy = pickle.loads(data)
-    assert copy.model is codec.model and copy.device == codec.device
+    assert copy._main is codec._main and copy.device == codec.device  # the loaded weights, shared
     assert copy.compress(photo, quality=40) == codec.compress(photo, quality=40)
 
 
 def test_a_codec_with_a_weights_file_pickles_that_file(photo: Image.Image) -> None:
-    codec = vaecodec.Codec(default_weights_path())
+    codec = vaecodec.Codec(tune_bundle_path("psnr"))
     copy = pickle.loads(pickle.dumps(codec))
-    assert copy.model is get_codec(default_weights_path()).model
+    assert copy._main is get_codec(tune_bundle_path("psnr"))._main
     assert copy.compress(photo) == vaecodec.compress(photo)
 
 

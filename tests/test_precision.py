@@ -7,6 +7,8 @@ difference; the bound here is looser).
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 import torch
@@ -24,8 +26,12 @@ needs_bf16 = pytest.mark.skipif(not native_bf16(torch.device("cpu")), reason="th
 
 @pytest.fixture
 def no_native_bf16(monkeypatch) -> None:
-    """A CPU without native bf16, as torch would report it."""
+    """A CPU without native bf16, as torch and OpenVINO (the engine "auto" picks where installed) would report it."""
     monkeypatch.setattr(precision_module, "native_bf16", lambda device: False)
+    if importlib.util.find_spec("openvino") is not None:
+        from vaecodec.engine import openvino_engine
+
+        monkeypatch.setattr(openvino_engine, "native_bf16", lambda: False)
 
 
 def test_auto_falls_back_to_fp32_without_native_bf16(no_native_bf16) -> None:

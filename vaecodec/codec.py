@@ -22,7 +22,8 @@ from PIL import Image
 
 from vaecodec import ratecontrol
 from vaecodec.effort import DEFAULT_EFFORT, schedule, size_problem
-from vaecodec.engine import Transforms, latent_size, open_transforms
+from vaecodec.engine import open_transforms
+from vaecodec.engine.tiles import Transforms, latent_size
 from vaecodec.errors import VaecodecError
 from vaecodec.extras import TORCH, needs_extra
 from vaecodec.format.container import DEFAULT_QUALITY, VaeFile, dimension_problem, parse

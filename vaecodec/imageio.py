@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Iterator, Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from vaecodec.engine import to_8_bits
+from vaecodec.engine.tiles import to_8_bits
 from vaecodec.errors import VaecodecError
 from vaecodec.format.container import dimension_problem
 

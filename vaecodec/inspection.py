@@ -126,7 +126,7 @@ def inspect(data: bytes, original: ImageLike | None = None, *, codec: Codec | No
 
 def _colour(image: ImageLike) -> np.ndarray:
     """The colour an image is coded from, HxWx3 uint8 (as ``Codec.compress`` sees it)."""
-    return prepare(image).pixels.permute(1, 2, 0).numpy()
+    return prepare(image).pixels.transpose(1, 2, 0)
 
 
 def _block_psnr(reference: np.ndarray, decoded: np.ndarray) -> np.ndarray:

@@ -263,7 +263,7 @@ def _do(work: Callable[[Job], Outcome], job: Job) -> Outcome:
 
 def _start_worker(setup: Callable[[], object] | None) -> None:
     """A worker's start: the transforms get one thread (the pool is the parallelism); then ``setup``."""
-    from vaecodec.engine import set_threads
+    from vaecodec.engine.tiles import set_threads
 
     set_threads(1)
     if setup is not None:

@@ -1,6 +1,6 @@
 """``vaecodec bench``: its options, and the step from them to a measured run and a report.
 
-Heavy imports (torch, matplotlib, scikit-image) wait until the command runs, so the rest of the
+Heavy imports (the engines, matplotlib, scikit-image) wait until the command runs, so the rest of the
 command line stays quick to start.
 """
 
@@ -63,7 +63,7 @@ def _command_line(args: argparse.Namespace) -> str:
 def cmd_bench(args: argparse.Namespace) -> int:
     if (args.folder is None) == (args.dataset is None):
         raise UsageError("give either a FOLDER of images or --dataset kodak")
-    import torch
+    from vaecodec.engine.tiles import set_threads
 
     with needs_extra(BENCH):  # matplotlib, scikit-image and scipy are imported here, not at start-up
         from vaecodec.bench.codecs import BenchOptions, base_name, build_codecs
@@ -78,8 +78,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     folder = kodak_folder(args.limit) if args.dataset else Path(args.folder)
     images = list_images(folder, args.limit)
     names = args.codecs.split(",") if args.codecs else list(config.qualities)
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     codecs, skipped = build_codecs(names, BenchOptions(args.threads, args.weights, args.device))
+    if "torch" in sys.modules:  # the torch engine's threads too, where a variant runs on it
+        sys.modules["torch"].set_num_threads(args.threads)
     for name, reason in skipped.items():
         print(f"vaecodec: note: skipping {name}: {reason}", file=sys.stderr)
     if not codecs:
@@ -122,9 +124,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     bench.add_argument("--limit", type=whole_number("limit"), help="only the first N images, by name")
     bench.add_argument("--repeats", type=whole_number("repeats"), help="timed runs of each encode and decode, the median kept (default 3)")
     bench.add_argument("--threads", type=whole_number("threads"), default=DEFAULT_THREADS,
-                       help=f"threads for torch, AVIF and JPEG XL (default {DEFAULT_THREADS})")
+                       help=f"threads for vaecodec's engine, AVIF and JPEG XL (default {DEFAULT_THREADS})")
     bench.add_argument("--config", help="configuration file (default: bench/config.json, shipped with the package)")
     bench.add_argument("--weights", help="vaecodec weights file (default: the shipped weights)")
-    bench.add_argument("--device", default="cpu", help="torch device for vaecodec's networks (default: cpu)")
+    bench.add_argument("--device", default="cpu", help="device for vaecodec's networks (default: cpu; another, e.g. cuda, runs them on torch)")
     bench.add_argument("--quiet", action="store_true", help="no progress bar")
     bench.set_defaults(run=cmd_bench)

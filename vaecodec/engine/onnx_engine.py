@@ -14,7 +14,7 @@ import threading
 import numpy as np
 import onnxruntime as ort
 
-from vaecodec.engine import TiledTransforms
+from vaecodec.engine.tiles import TiledTransforms
 from vaecodec.errors import VaecodecError
 from vaecodec.model.bundle import Bundle
 

@@ -8,12 +8,12 @@ which costs a little more quality than torch's bf16 (-0.051 dB at the top rate l
 -0.036); "fp32" (``INFERENCE_PRECISION_HINT`` f32) gives ONNX Runtime's pixels up to rounding.
 
 Every inference runs on one thread (``INFERENCE_NUM_THREADS`` 1), in the thread that calls it: the
-shared strips (``vaecodec.engine.TiledTransforms``) are the parallelism. A model compiled with
-one stream runs one inference at a time (a second thread's waits for the first), so each thread
-in flight gets a compiled model of its own: compiled on first need, kept for the process, and
-handed back to a pool after each call. So there are as many as strips ever ran at once (one per
-graph for a single thread), and memory follows the strips in flight, as with the other engines.
-Outputs were bit-identical at one and two threads and across concurrent tiles (report.md;
+shared strips (``vaecodec.engine.tiles``) are the parallelism. A model compiled with one stream runs
+one inference at a time (a second thread's waits for the first), so each thread in flight gets a
+compiled model of its own: compiled on first need, kept for the process, and handed back to a pool
+after each call. So there are as many as strips ever ran at once (one per graph for a single
+thread), and memory follows the strips in flight, as with the other engines. Outputs were
+bit-identical at one and two threads and across concurrent tiles (runs/engines/report.md;
 tests/test_openvino.py pins the bytes).
 """
 
@@ -24,7 +24,7 @@ import threading
 import numpy as np
 import openvino as ov
 
-from vaecodec.engine import TiledTransforms
+from vaecodec.engine.tiles import TiledTransforms
 from vaecodec.errors import VaecodecError
 from vaecodec.model.bundle import Bundle
 

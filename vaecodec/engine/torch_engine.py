@@ -23,7 +23,7 @@ from torch import nn
 
 from vaecodec.allocator import keep_freed_memory
 from vaecodec.effort import Schedule
-from vaecodec.engine import SYNTHESIS_TILING, TiledTransforms, threads
+from vaecodec.engine.tiles import SYNTHESIS_TILING, TiledTransforms
 from vaecodec.errors import VaecodecError
 from vaecodec.latent import sga
 from vaecodec.latent.hyperprior import GainedLatent

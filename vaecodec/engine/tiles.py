@@ -1,0 +1,113 @@
+"""What every engine's transforms share (``vaecodec.engine``): the image-level work around the
+networks, written once.
+
+``TiledTransforms`` pads to the model's stride, cuts strips of bounded size with margins
+(``vaecodec.model.tiling``), runs one strip per thread, rounds the hyper-latent and converts the
+synthesis to 8 bits; an engine supplies the three networks, each run on one thread: convolutions
+that block their sums by the thread count would make a file decode to pixels (and an image encode
+to bytes) that depend on it (tests/test_determinism.py); threads across fixed strips do not.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from fractions import Fraction
+from typing import Iterator, Protocol
+
+import numpy as np
+
+from vaecodec.model.tiling import map_tiles
+
+# ((rows, columns), margin) of the transforms' tiles, in their input's pixels: strips of 256 image
+# rows, so memory stays bounded on large images (a 24-megapixel photo codes in about 1 GB) and the
+# strips of even a Kodak-sized photo run on several threads. The margins cover the receptive
+# fields (30 pixels; under 2 latents), so tiles give whole-image outputs (up to float rounding, as
+# other shapes may take other convolution kernels).
+ANALYSIS_TILING = ((256, 2048), 32)
+HYPER_ANALYSIS_TILING = (256, 8)
+SYNTHESIS_TILING = ((16, 128), 2)
+# Above this many pixels the strips run one at a time: each strip in flight costs memory, and
+# memory is what bounds large photos.
+PARALLEL_MAX_PIXELS = 8_000_000
+STRIDE = 64  # downsampling of the image to the hyper-latent: inputs are padded to a multiple of this
+
+_threads: int | None = None
+
+
+def set_threads(count: int | None) -> None:
+    """How many strips run at once (None: one per CPU this process may use); worker processes
+    that are themselves the parallelism set 1."""
+    global _threads
+    _threads = count
+
+
+def threads() -> int:
+    return _threads or len(os.sched_getaffinity(0))
+
+
+def latent_size(width: int, height: int) -> tuple[int, int]:
+    """(rows, columns) of the latent of a width x height image: 1/16 of it, padded to multiples of 64."""
+    return -(-height // STRIDE) * 4, -(-width // STRIDE) * 4
+
+
+def to_8_bits(x: np.ndarray) -> np.ndarray:
+    """Colour in [0, 1] as 8 bits: clipped, scaled and rounded (half to even)."""
+    return np.round(np.clip(x, 0, 1) * np.float32(255)).astype(np.uint8)
+
+
+class Transforms(Protocol):
+    """The float transforms of one set of weights, on one engine."""
+
+    engine: str  # its name in ENGINES
+    precision: str  # "fp32" or "bf16"
+
+    def analyse(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(latent y (1, M, h, w) float32, rounded hyper-latent z (1, N, h/4, w/4) int64) of 3xHxW uint8 pixels."""
+
+    def synthesise(self, y_hat: np.ndarray, width: int, height: int) -> np.ndarray:
+        """The HxWx3 uint8 colour of a decoded latent (1, M, h, w)."""
+
+
+class TiledTransforms:
+    """What every engine's transforms share (see the module docstring); an engine implements
+    the three networks, each (1, C, h, w) float32 in and out, on one thread."""
+
+    engine = ""
+    precision = "fp32"
+
+    def _analysis(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _hyper_analysis(self, y: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _synthesis(self, y_hat: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    @contextmanager
+    def _strips_at_once(self, pixels: int) -> Iterator[int]:
+        """Yields how many strips to run at once; an engine whose networks would otherwise use
+        several threads each sets them to one here."""
+        yield threads() if pixels <= PARALLEL_MAX_PIXELS else 1
+
+    def analyse(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        height, width = pixels.shape[-2:]
+        # Padded to the model's stride tile by tile, and taken to floats per tile: at 24 megapixels
+        # that keeps 0.5 GB of copies out of memory.
+        padded_size = (height + -height % STRIDE, width + -width % STRIDE)
+
+        def analysis(piece: np.ndarray) -> np.ndarray:
+            return self._analysis(piece.astype(np.float32) / np.float32(255))
+
+        with self._strips_at_once(width * height) as workers:
+            y = map_tiles(analysis, pixels[None], Fraction(1, 16), *ANALYSIS_TILING, workers=workers,
+                          padded_size=padded_size)
+            z = map_tiles(self._hyper_analysis, y, Fraction(1, 4), *HYPER_ANALYSIS_TILING, workers=workers)
+        return y, np.round(z).astype(np.int64)
+
+    def synthesise(self, y_hat: np.ndarray, width: int, height: int) -> np.ndarray:
+        with self._strips_at_once(width * height) as workers:
+            pixels = map_tiles(self._synthesis, np.asarray(y_hat, dtype=np.float32), Fraction(16),
+                               *SYNTHESIS_TILING, finish=to_8_bits, workers=workers)
+        return np.ascontiguousarray(pixels[0, :, :height, :width].transpose(1, 2, 0))
