@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import numpy as np
 import pytest
-import torch
+torch = pytest.importorskip("torch", reason="needs the torch extra")
 import torch.nn.functional as F
 from PIL import Image
 from skimage import data

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-import torch
+torch = pytest.importorskip("torch", reason="needs the torch extra")
 from torch import nn
 
 from vaecodec.model.hyperprior import HyperpriorModel, ModelConfig

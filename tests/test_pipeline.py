@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 import pytest
-import torch
+torch = pytest.importorskip("torch", reason="needs the torch extra")
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 

@@ -11,7 +11,7 @@ import importlib.util
 
 import numpy as np
 import pytest
-import torch
+torch = pytest.importorskip("torch", reason="needs the torch extra")
 from PIL import Image
 
 import vaecodec

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
+torch = pytest.importorskip("torch", reason="needs the torch extra")
 from PIL import Image
 
 import vaecodec

@@ -8,13 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from skimage import data
 
 import vaecodec
 from vaecodec.cli.main import main
 from vaecodec.shards import ShardWriter, sample_key, write_shards
+
+from conftest import needs_torch, torch
 
 
 def members(shard: str | Path) -> dict[str, bytes]:
@@ -101,6 +102,7 @@ def test_shards_hold_the_files_in_the_inputs_order_with_jobs(photos: Path, tmp_p
     assert shards["2"] == shards["1"]
 
 
+@needs_torch
 def test_shards_stream_back_through_dataloader_workers(photos: Path, tmp_path: Path, codec: vaecodec.Codec) -> None:
     pytest.importorskip("webdataset", reason='reading shards needs webdataset: pip install "vaecodec[shards]"')
     from torch.utils.data import DataLoader
@@ -116,6 +118,20 @@ def test_shards_stream_back_through_dataloader_workers(photos: Path, tmp_path: P
     for key, tensor in streamed.items():
         assert torch.equal(tensor, codec.decompress_tensor(stored[key]))
     assert streamed["camera"].shape == (3, 64, 64)
+
+
+def test_shards_stream_back_as_arrays_without_torch(photos: Path, tmp_path: Path, codec: vaecodec.Codec) -> None:
+    """``arrays=True``: the pixels of ``decompress``, a pipeline that needs no torch."""
+    pytest.importorskip("webdataset", reason='reading shards needs webdataset: pip install "vaecodec[shards]"')
+    from vaecodec.shards import dataset
+
+    pattern = str(tmp_path / "photos-%02d.tar")
+    assert main(["encode", str(photos), "-r", "-q", "40", "--shards", pattern]) == 1
+    stored = {name[: -len(".vae")]: value for name, value in members(pattern % 0).items()}
+    streamed = dict(dataset(str(tmp_path / "photos-00.tar"), codec, arrays=True))
+    assert sorted(streamed) == sorted(stored)
+    for key, pixels in streamed.items():
+        assert np.array_equal(pixels, np.asarray(codec.decompress(stored[key])))
 
 
 def test_a_sample_that_does_not_decode_is_skipped_with_a_warning(tmp_path: Path, codec: vaecodec.Codec) -> None:

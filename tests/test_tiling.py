@@ -9,7 +9,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-import torch
+torch = pytest.importorskip("torch", reason="needs the torch extra")
 from PIL import Image
 from skimage import data
 

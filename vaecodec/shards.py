@@ -23,12 +23,13 @@ from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
-from vaecodec.errors import VaecodecError
-from vaecodec.extras import SHARDS, needs_extra
+import numpy as np
+
+from vaecodec.errors import MissingExtra, VaecodecError
+from vaecodec.extras import SHARDS, TORCH, needs_extra
 from vaecodec.files import PendingFile, refuse_existing
 
 if TYPE_CHECKING:
-    import torch
     from torch.utils.data import IterableDataset
 
     from vaecodec.codec import Codec
@@ -145,28 +146,36 @@ def write_shards(samples: Iterable[tuple[str, bytes]], pattern: str, **options: 
 
 
 class _Decode:
-    """The decoding stage of :func:`dataset`: (key, tensor) per sample, skipping undecodable ones.
+    """The decoding stage of :func:`dataset`: (key, tensor or array) per sample, skipping
+    undecodable ones.
 
     A class rather than a closure, so the pipeline also pickles to spawned workers (the codec
     travels as a few bytes and each worker loads its model once).
     """
 
-    def __init__(self, codec: Codec) -> None:
-        self.codec = codec
+    def __init__(self, codec: Codec, arrays: bool) -> None:
+        self.codec, self.arrays = codec, arrays
 
-    def __call__(self, samples: Iterable[dict[str, Any]]) -> Iterator[tuple[str, torch.Tensor]]:
+    def __call__(self, samples: Iterable[dict[str, Any]]) -> Iterator[tuple[str, Any]]:
         for sample in samples:
             name = f"{sample.get('__url__', '')}:{sample['__key__']}"
             try:
                 if EXTENSION not in sample:
                     raise VaecodecError(f"no .{EXTENSION} member")
-                yield sample["__key__"], self.codec.decompress_tensor(sample[EXTENSION])
+                data = sample[EXTENSION]
+                yield sample["__key__"], (np.asarray(self.codec.decompress(data)) if self.arrays
+                                          else self.codec.decompress_tensor(data))
+            except MissingExtra:
+                raise
             except VaecodecError as exc:
                 warnings.warn(f"vaecodec: skipped {name}: {exc}", RuntimeWarning, stacklevel=1)
 
 
-def dataset(urls: str | list[str], codec: Codec | None = None, *, shuffle: int = 0) -> IterableDataset:
-    """The shards at ``urls`` as an ``IterableDataset`` of (key, 3xHxW float tensor in [0, 1]).
+def dataset(urls: str | list[str], codec: Codec | None = None, *, shuffle: int = 0,
+            arrays: bool = False) -> IterableDataset:
+    """The shards at ``urls`` as an ``IterableDataset`` of (key, 3xHxW float tensor in [0, 1]),
+    or with ``arrays=True`` of (key, HxWxC uint8 array: the pixels of ``vaecodec.decompress``),
+    which needs no torch.
 
     ``urls`` are WebDataset's: a list, or a brace pattern (``shards/x-{000000..000009}.tar``), of
     paths, URLs or ``pipe:`` commands. The shards are shared out between the nodes of a
@@ -178,6 +187,9 @@ def dataset(urls: str | list[str], codec: Codec | None = None, *, shuffle: int =
     """
     with needs_extra(SHARDS):
         import webdataset as wds
+    if not arrays:
+        with needs_extra(TORCH.needed_by("a dataset of tensors (arrays=True gives numpy arrays)")):
+            import torch  # noqa: F401 (the tensors' library, checked before any shard is read)
     if codec is None:
         from vaecodec.codec import Codec
 
@@ -186,4 +198,4 @@ def dataset(urls: str | list[str], codec: Codec | None = None, *, shuffle: int =
                               empty_check=False)
     if shuffle > 0:
         pipeline = pipeline.shuffle(shuffle)
-    return pipeline.compose(_Decode(codec))
+    return pipeline.compose(_Decode(codec, arrays))
