@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+
+pytest.importorskip("matplotlib", reason='the bench needs the bench extra: pip install "vaecodec[bench]"')
 from skimage import data
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 

@@ -19,8 +19,9 @@ from PIL import Image
 
 import vaecodec
 from vaecodec.format.container import parse
-from vaecodec.model.hyperprior import HyperpriorModel, ModelConfig
-from vaecodec.model.weights import default_weights_path, packaged_weights_path, save_weights, weights_id_of
+from vaecodec.model.bundle import bundle_id, packaged_bundle_path, tune_bundle_path
+
+from conftest import needs_torch
 
 COMPAT = Path(__file__).parent / "compat"
 FILES = sorted(COMPAT.glob("*.vae"))
@@ -34,26 +35,50 @@ def assert_same_pixels(decoded: np.ndarray, reference: np.ndarray) -> None:
 
 
 def test_there_are_files_of_the_shipped_weights() -> None:
-    assert any(path.name.startswith(weights_id_of(default_weights_path().read_bytes()).hex()) for path in FILES)
+    assert any(path.name.startswith(bundle_id(tune_bundle_path("psnr")).hex()) for path in FILES)
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda path: path.stem)
-def test_committed_file_decodes_to_the_same_pixels_in_fp32(path: Path, tmp_path: Path) -> None:
+def test_committed_file_decodes_to_the_same_pixels_in_fp32(path: Path) -> None:
     data = path.read_bytes()
     reference = np.asarray(Image.open(path.with_suffix(".png")))
-    assert packaged_weights_path(parse(data).weights_id) is not None
+    assert packaged_bundle_path(parse(data).weights_id) is not None
     assert_same_pixels(np.asarray(vaecodec.decompress(data, precision="fp32")), reference)
-    # A codec loaded with other weights finds the file's own in the package.
+
+
+@needs_torch
+@pytest.mark.parametrize("path", FILES, ids=lambda path: path.stem)
+def test_a_codec_of_other_weights_finds_the_files_own(path: Path, tmp_path: Path) -> None:
+    from vaecodec.model.hyperprior import HyperpriorModel, ModelConfig
+    from vaecodec.model.weights import save_weights
+
+    data = path.read_bytes()
     other = tmp_path / "other.pt"
-    save_weights(HyperpriorModel(ModelConfig(8, 12)), other)
-    assert_same_pixels(np.asarray(vaecodec.Codec(other, precision="fp32").decompress(data)), reference)
+    save_weights(HyperpriorModel(ModelConfig(8, 12)), other)  # and its bundle, other.npz
+    for weights in (other, other.with_suffix(".npz")):
+        decoded = vaecodec.Codec(weights, precision="fp32").decompress(data)
+        assert_same_pixels(np.asarray(decoded), np.asarray(Image.open(path.with_suffix(".png"))))
+
+
+@needs_torch
+@pytest.mark.parametrize("path", FILES, ids=lambda path: path.stem)
+def test_the_runtime_and_torch_decode_to_the_same_symbols(path: Path) -> None:
+    """The engine changed: every committed file decodes through ONNX Runtime and through torch to
+    the same symbols, exactly, and to pixels within one level."""
+    data = path.read_bytes()
+    file = parse(data)
+    runtime, torch_path = vaecodec.Codec(engine="onnxruntime"), vaecodec.Codec(engine="torch", precision="fp32")
+    first, second = (codec.symbol_information(file) for codec in (runtime, torch_path))
+    for key in ("z", "symbols", "scale_indexes"):
+        assert np.array_equal(first[key], second[key])
+    assert np.abs(runtime.pixels(file).astype(int) - torch_path.pixels(file)).max() <= 1
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda path: path.stem)
 def test_the_same_image_still_codes_to_the_same_file(path: Path) -> None:
     committed = path.read_bytes()
     _, name, quality = path.stem.split("-")
-    codec = vaecodec.Codec(packaged_weights_path(parse(committed).weights_id), precision="fp32")
+    codec = vaecodec.Codec(packaged_bundle_path(parse(committed).weights_id), precision="fp32")
     coded = codec.compress(images()[name], int(quality[1:]))
     if coded != committed:  # another CPU's float analysis may round a latent differently
         assert abs(len(coded) - len(committed)) <= 0.02 * len(committed)

@@ -5,6 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from vaecodec.model.bundle import load_bundle, tune_bundle_path
+
+from conftest import needs_torch
+
 from vaecodec.entropy.coder import CodingTables, StreamError
 from vaecodec.entropy.tables import (
     HYPER_PRECISION_BITS, LATENT_PRECISION_BITS, LATENT_RADIUS, SCALE_LEVELS, SCALE_LOG_MIN, SCALE_LOG_STEP,
@@ -14,7 +18,8 @@ from vaecodec.entropy.tables import (
 
 @pytest.fixture(scope="module")
 def latent_tables() -> CodingTables:
-    return CodingTables(gaussian_table_counts())
+    """The shipped weights' Gaussian tables (frozen at export by ``gaussian_table_counts``)."""
+    return CodingTables(load_bundle(tune_bundle_path("psnr")).arrays["latent_counts"])
 
 
 def test_latent_round_trip_and_rate_follows_scale(latent_tables: CodingTables) -> None:
@@ -53,6 +58,7 @@ def test_malformed_streams_are_detected(latent_tables: CodingTables) -> None:
         latent_tables.decode(data, np.full(64, SCALE_LEVELS))
 
 
+@needs_torch
 def test_tables_are_complete_and_exact() -> None:
     counts = quantize_pmf(np.array([[1e-12, 0.5, 0.5 - 1e-12], [0.2, 0.3, 0.5]]), HYPER_PRECISION_BITS)
     assert counts.sum(axis=1).tolist() == [1 << HYPER_PRECISION_BITS] * 2

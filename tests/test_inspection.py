@@ -21,6 +21,13 @@ from vaecodec.generative import MAX_SAMPLE_SIDE
 
 from conftest import psnr
 
+try:
+    import matplotlib  # noqa: F401
+except ImportError:
+    matplotlib = None
+# vaecodec inspect draws its figures with matplotlib (the bench extra)
+needs_plots = pytest.mark.skipif(matplotlib is None, reason='needs the bench extra: pip install "vaecodec[bench]"')
+
 START_BITS = 64  # the ANS coder's state, flushed at the end of each stream: its overhead is at most this
 
 
@@ -143,6 +150,7 @@ def test_interpolation_refuses_bad_input(photo: Image.Image) -> None:
 # -- the commands ------------------------------------------------------------------------------
 
 
+@needs_plots
 def test_inspect_command_writes_figures_and_summary(tmp_path: Path, photo: Image.Image,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     photo.save(tmp_path / "photo.png")
@@ -165,6 +173,7 @@ def test_inspect_command_writes_figures_and_summary(tmp_path: Path, photo: Image
     assert json.loads(capsys.readouterr().out)["file"] == str(tmp_path / "photo.vae")
 
 
+@needs_plots
 def test_inspect_command_refuses_bad_input_in_one_line(tmp_path: Path, photo: Image.Image,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "cut.vae").write_bytes(vaecodec.compress(photo, 50)[:-10])

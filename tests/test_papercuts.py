@@ -30,7 +30,7 @@ BENCH_MISSING = 'vaecodec: error: the bench needs matplotlib, scikit-image and i
 # -- without the optional libraries ----------------------------------------------------------------
 
 # The bench extra's modules (scipy comes with scikit-image), and Pillow's optional WebP library.
-BLOCKED = ("matplotlib", "skimage", "scipy", "imagecodecs", "PIL._webp")
+BLOCKED = ("matplotlib", "skimage", "scipy", "imagecodecs", "PIL._webp", "torch")
 
 BLOCKER = textwrap.dedent('''
     import contextlib, io, json, sys, traceback
@@ -85,6 +85,10 @@ CASES: dict[str, tuple[list[str] | None, int, str, str | None]] = {
         "vaecodec: error: {d}/photo.webp: this Pillow cannot write WEBP (it was built without it)\n"),
     "info of a missing file": (["info", "{d}/missing.vae"], 1, "", "vaecodec: error: {d}/missing.vae: no such file\n"),
     "train on a missing folder": (["train", "{d}/missing"], 1, "", "vaecodec: error: {d}/missing: no such directory\n"),
+    "train without its extra": (["train", "{d}"], 1, "",
+                                'vaecodec: error: vaecodec train needs torch: pip install "vaecodec[torch]"\n'),
+    "an effort without torch": (["encode", "{d}/photo.png", "-o", "{d}/effort.vae", "--effort", "2"], 1, "",
+                                'vaecodec: error: --effort above 1 needs torch: pip install "vaecodec[torch]"\n'),
     "bench without --out": (["bench", "{d}"], 2, "", "vaecodec: error: the following arguments are required: --out\n"),
     "bench without images": (["bench", "--out", "{d}/out"], 2, "",
                              "vaecodec: error: give either a FOLDER of images or --dataset kodak\n"),
@@ -97,6 +101,7 @@ def without_extras(tmp_path_factory: pytest.TempPathFactory, photo: Image.Image)
     """The folder of the cases and, per case, [status, stdout, stderr] from the blocked process."""
     folder = tmp_path_factory.mktemp("no extras")
     (folder / "photo.vae").write_bytes(vaecodec.compress(photo.resize((32, 24))))
+    photo.resize((32, 24)).save(folder / "photo.png")
     cases = {case: None if argv is None else [a.format(d=folder) for a in argv] for case, (argv, *_) in CASES.items()}
     result = subprocess.run([sys.executable, "-c", DRIVER, ",".join(BLOCKED)], input=json.dumps(cases),
                             capture_output=True, text=True, timeout=300)

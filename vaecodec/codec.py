@@ -12,6 +12,7 @@ torch engine for its search), the torch engine, and ``compress_tensor``/``decomp
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
@@ -31,7 +32,7 @@ from vaecodec.imageio import ImageLike, decode_alpha, encode_alpha, prepare
 from vaecodec.latent.hyperprior import HyperpriorCoder, PreparedLatent
 from vaecodec.latent.kinds import coder_for
 from vaecodec.metrics import psnr as psnr_of
-from vaecodec.model.bundle import BUNDLE_SUFFIX, Bundle, load_bundle, packaged_bundle_path, tune_bundle_path
+from vaecodec.model.bundle import Bundle, is_bundle, load_bundle, packaged_bundle_path, tune_bundle_path
 from vaecodec.model.rate_levels import level_units, quality_units
 from vaecodec.tunes import DEFAULT_TUNE, check_tune, tune_of
 
@@ -83,11 +84,19 @@ def _load(weights: str | Path | TrainedModel | None, tune: str) -> tuple[Bundle,
         return load_bundle(tune_bundle_path(tune)), None
     if not isinstance(weights, (str, Path)):  # loaded torch weights (a TrainedModel)
         return weights.bundle, weights
-    if Path(weights).suffix == BUNDLE_SUFFIX:
-        return load_bundle(Path(weights)), None
-    with needs_extra(TORCH.needed_by(f"weights in a torch file ({Path(weights).name})")):
+    path = Path(weights)
+    if is_bundle(path):
+        return load_bundle(path), None
+    try:
+        with zipfile.ZipFile(path):  # torch's files are zip archives too
+            pass
+    except OSError as exc:
+        raise VaecodecError(f"cannot read weights {path}: {exc.strerror or exc}") from None
+    except zipfile.BadZipFile:
+        raise VaecodecError(f"{path}: not a vaecodec weights file") from None
+    with needs_extra(TORCH.needed_by(f"weights in a torch file ({path.name})")):
         from vaecodec.model.weights import load_weights
-    trained = load_weights(Path(weights))
+    trained = load_weights(path)
     return trained.bundle, trained
 
 

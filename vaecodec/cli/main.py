@@ -206,7 +206,12 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from vaecodec.train.loop import TrainSettings, train
+    if not Path(args.data).is_dir():
+        raise VaecodecError(f"{args.data}: no such directory")
+    from vaecodec.extras import TORCH, needs_extra
+
+    with needs_extra(TORCH.needed_by("vaecodec train")):
+        from vaecodec.train.loop import TrainSettings, train
 
     settings = TrainSettings(
         data=Path(args.data), out=Path(args.out), steps=args.steps, batch=args.batch, crop=args.crop,

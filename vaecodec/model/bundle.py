@@ -146,6 +146,11 @@ def _file_header(path: Path) -> dict | None:
         return None
 
 
+def is_bundle(path: Path) -> bool:
+    """Whether a file is a weights bundle (rather than torch weights, or no weights at all)."""
+    return _file_header(path) is not None
+
+
 def bundle_id(path: Path) -> bytes | None:
     """The weights id in a bundle file's header, or None if it is no bundle."""
     header = _file_header(path)
