@@ -7,7 +7,6 @@ difference; the bound here is looser).
 
 from __future__ import annotations
 
-import importlib.util
 
 import numpy as np
 import pytest
@@ -16,6 +15,7 @@ from PIL import Image
 
 import vaecodec
 from vaecodec.cli.main import main
+from vaecodec.engine import installed
 from vaecodec.model import precision as precision_module
 from vaecodec.model.precision import native_bf16, resolve_precision
 
@@ -28,7 +28,7 @@ needs_bf16 = pytest.mark.skipif(not native_bf16(torch.device("cpu")), reason="th
 def no_native_bf16(monkeypatch) -> None:
     """A CPU without native bf16, as torch and OpenVINO (the engine "auto" picks where installed) would report it."""
     monkeypatch.setattr(precision_module, "native_bf16", lambda device: False)
-    if importlib.util.find_spec("openvino") is not None:
+    if installed("openvino"):
         from vaecodec.engine import openvino_engine
 
         monkeypatch.setattr(openvino_engine, "native_bf16", lambda: False)

@@ -51,7 +51,7 @@ class VaeDecoder(ImageFile.PyDecoder):
 
     def decode(self, buffer: object) -> tuple[int, int]:  # the data is pulled from self.fd
         assert self.fd is not None
-        from vaecodec.codec import get_codec  # torch loads with the first decode, not with the plugin
+        from vaecodec.codec import get_codec  # the engine loads with the first decode, not with the plugin
 
         image = get_codec().decompress(self.fd.read())
         self.set_as_raw(image.tobytes(), image.mode)
@@ -60,13 +60,15 @@ class VaeDecoder(ImageFile.PyDecoder):
 
 def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     """Pillow's save hook: ``quality`` (0-100, default 75), or a ``size``, ``bpp`` or ``psnr`` target;
-    ``effort`` (1-9, default 1)."""
-    from vaecodec.api import compress  # torch loads with the first save, not with the plugin
+    ``effort`` (1-9, default 1); ``tune`` ("psnr", the default, or "ssim")."""
+    from vaecodec.api import compress  # the engine loads with the first save, not with the plugin
     from vaecodec.effort import DEFAULT_EFFORT
+    from vaecodec.tunes import DEFAULT_TUNE
 
     options = im.encoderinfo
     fp.write(compress(im, options.get("quality"), size=options.get("size"), bpp=options.get("bpp"),
-                      psnr=options.get("psnr"), effort=options.get("effort", DEFAULT_EFFORT)))
+                      psnr=options.get("psnr"), effort=options.get("effort", DEFAULT_EFFORT),
+                      tune=options.get("tune", DEFAULT_TUNE)))
 
 
 def register() -> None:

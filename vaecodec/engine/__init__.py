@@ -33,7 +33,7 @@ import importlib
 import importlib.util
 from contextlib import nullcontext
 
-from vaecodec.engine.tiles import Transforms
+from vaecodec.engine.tiles import Transforms, check_precision
 from vaecodec.errors import VaecodecError
 from vaecodec.extras import OPENVINO, TORCH, Extra, needs_extra
 from vaecodec.model.bundle import Bundle
@@ -71,6 +71,7 @@ def open_transforms(bundle: Bundle, engine: str = "auto", device: str = "cpu", p
     on torch for bf16; and everything else (another device, weights without graphs) on torch.
     ``trained``: loaded torch weights, for the torch engine. ``user``: what needs the engine, for
     the message when its extra is missing."""
+    check_precision(precision)
     if engine == "auto":
         if device != "cpu" or not bundle.graphs:
             engine = "torch"

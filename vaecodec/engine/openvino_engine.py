@@ -24,12 +24,11 @@ import threading
 import numpy as np
 import openvino as ov
 
-from vaecodec.engine.tiles import TiledTransforms
+from vaecodec.engine.tiles import TiledTransforms, check_precision
 from vaecodec.errors import VaecodecError
 from vaecodec.model.bundle import Bundle
 
 GRAPHS = ("analysis", "hyper_analysis", "synthesis")
-PRECISIONS = ("auto", "fp32", "bf16")
 # OpenVINO's names of the precisions it may run in, as the codec names them.
 _PRECISION_NAMES = {ov.Type.bf16: "bf16", ov.Type.f32: "fp32"}
 
@@ -61,8 +60,7 @@ class OpenVinoTransforms(TiledTransforms):
         """``trained`` (torch weights) goes unused: the bundle's graphs are the transforms."""
         if device != "cpu":
             raise VaecodecError(f"the openvino engine runs on the CPU, not {device!r}: use --engine torch")
-        if precision not in PRECISIONS:
-            raise VaecodecError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        check_precision(precision)
         missing = [name for name in GRAPHS if name not in bundle.graphs]
         if missing:
             raise VaecodecError(f"weights {bundle.weights_id.hex()} carry no ONNX graphs ({', '.join(missing)}); "

@@ -17,6 +17,7 @@ from typing import Iterator, Protocol
 
 import numpy as np
 
+from vaecodec.errors import VaecodecError
 from vaecodec.model.tiling import map_tiles
 
 # ((rows, columns), margin) of the transforms' tiles, in their input's pixels: strips of 256 image
@@ -32,7 +33,16 @@ SYNTHESIS_TILING = ((16, 128), 2)
 PARALLEL_MAX_PIXELS = 8_000_000
 STRIDE = 64  # downsampling of the image to the hyper-latent: inputs are padded to a multiple of this
 
+PRECISIONS = ("auto", "fp32", "bf16")  # of the float networks; every engine takes these names
+
 _threads: int | None = None
+
+
+def check_precision(precision: str) -> str:
+    """The precision, or a clean error naming the choices."""
+    if precision not in PRECISIONS:
+        raise VaecodecError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    return precision
 
 
 def set_threads(count: int | None) -> None:

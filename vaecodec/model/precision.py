@@ -16,9 +16,9 @@ from contextlib import AbstractContextManager, nullcontext
 
 import torch
 
+from vaecodec.engine.tiles import check_precision
 from vaecodec.errors import VaecodecError
 
-PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def native_bf16(device: torch.device) -> bool:
@@ -32,8 +32,7 @@ def native_bf16(device: torch.device) -> bool:
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     """The dtype of the float networks for a precision name on a device."""
-    if precision not in PRECISIONS:
-        raise VaecodecError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    check_precision(precision)
     if precision == "fp32":
         return torch.float32
     native = native_bf16(device)
