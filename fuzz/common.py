@@ -18,10 +18,11 @@ Each target runs two ways:
   -max_total_time=60 -rss_limit_mb=2048 -timeout=10``;
 - replaying files and folders once, without atheris (for coverage.py, and to check a saved
   input): ``python fuzz/decompress.py --replay fuzz/corpus/decompress``, which prints how the
-  inputs ended and exits 1 on the first failure.
+  inputs ended and every failure, and exits 1 if there was one.
 
-Environment: ``VAECODEC_FUZZ_ARTIFACTS`` (where the watchdog saves hangs; fuzz/run.sh points it at
-libFuzzer's ``-artifact_prefix``), ``VAECODEC_FUZZ_HANG`` (seconds, default 10).
+Environment: ``VAECODEC_FUZZ_ARTIFACTS`` (the folder where the watchdog saves hangs; by default
+libFuzzer's ``-artifact_prefix``, else the current folder), ``VAECODEC_FUZZ_HANG`` (seconds, default 10),
+``VAECODEC_FUZZ_OUTCOMES`` (a file that the table of how inputs ended is written to, every 10 s).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ ROOT = FUZZ.parent
 OUT = FUZZ / "out"  # scratch (ignored by git): grown corpora, crashes, the context weights
 HANG_SECONDS = float(os.environ.get("VAECODEC_FUZZ_HANG", "10"))
 REPLAYING = "--replay" in sys.argv[1:]
+REPORT_SECONDS = 10
 
 # Where vaecodec's own code is: the one package the targets instrument (numpy, Pillow and the
 # engines are not: their Python is not what is under test, and instrumenting it slows every run).
@@ -119,13 +121,13 @@ def vae_mutator(data: bytes, max_size: int, seed: int) -> bytes:
     """libFuzzer's own mutation, then, most of the time, what a file needs to get past the parser:
     the section lengths fitted to the size and the CRC32 trailer recomputed. Without the reseal
     nearly every mutant would stop at the checksum, short of the streams and the integer networks;
-    a fifth are left as they are, so the checks before the checksum's are fuzzed too."""
+    15 % are left as they are, so the checks before the checksum's are fuzzed too."""
     rng = random.Random(seed)
     data = atheris.Mutate(data, max_size)
-    if rng.random() < 0.2 or len(data) < 4:
+    if rng.random() < 0.15 or len(data) < 4:
         return data
     body = bytearray(data[:-4])
-    if rng.random() < 0.5:
+    if rng.random() < 0.75:
         _fit_lengths(body, rng)
     return bytes(body) + zlib.crc32(body).to_bytes(4, "little")  # as long as the mutant: within max_size
 
@@ -151,15 +153,24 @@ class _Watch:
 
     def _hang(self, data: bytes, seconds: float) -> None:
         name = f"hang-{hashlib.sha1(data).hexdigest()}"
-        folder = Path(os.environ.get("VAECODEC_FUZZ_ARTIFACTS", "."))
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / name).write_bytes(data)
+        path = Path(artifact_prefix() + name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
         frame = sys._current_frames().get(self.main_thread)
         stack = "".join(traceback.format_stack(frame)) if frame is not None else "(no stack)\n"
         sys.stderr.write(f"\n== CONTRACT VIOLATION: an input ran for {seconds:.1f} s (limit {HANG_SECONDS:g} s); "
-                         f"saved as {folder / name}\n== where it was:\n{stack}")
+                         f"saved as {path}\n== where it was:\n{stack}")
         sys.stderr.flush()
         os._exit(70)
+
+
+def artifact_prefix() -> str:
+    """Where found inputs go: VAECODEC_FUZZ_ARTIFACTS (a folder), else libFuzzer's -artifact_prefix,
+    else the current folder (as libFuzzer)."""
+    if "VAECODEC_FUZZ_ARTIFACTS" in os.environ:
+        return os.path.join(os.environ["VAECODEC_FUZZ_ARTIFACTS"], "")
+    given = [a.partition("=")[2] for a in sys.argv[1:] if a.startswith("-artifact_prefix=")]
+    return given[-1] if given else ""
 
 
 def _files(paths: list[str]) -> list[Path]:
@@ -171,8 +182,10 @@ def _files(paths: list[str]) -> list[Path]:
 
 
 def _replay(test_one_input: Callable[[bytes], str], paths: list[str], watch: _Watch) -> int:
+    """Each file once; every failure is printed (and counted), and the status is 1 if there was one."""
     started = time.monotonic()
     files = _files(paths)
+    failed = []
     for path in files:
         watch.data, watch.started = path.read_bytes(), time.monotonic()
         try:
@@ -180,18 +193,21 @@ def _replay(test_one_input: Callable[[bytes], str], paths: list[str], watch: _Wa
         except ContractViolation:
             traceback.print_exc()
             print(f"FAILED on {path}", file=sys.stderr)
-            return 1
+            failed.append(path)
+            watch.outcomes["CONTRACT VIOLATION"] += 1
         finally:
             watch.data = None
     print(f"replayed {len(files)} inputs in {time.monotonic() - started:.1f} s; outcomes:")
     for kind, count in watch.outcomes.most_common():
         print(f"  {count:6d}  {kind}")
-    return 0
+    if failed:
+        print(f"{len(failed)} failed: {' '.join(map(str, failed))}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def run(test_one_input: Callable[[bytes], str], mutator: Callable[[bytes, int, int], bytes] | None = None) -> None:
     """Fuzz ``test_one_input`` with atheris (libFuzzer's arguments in sys.argv), or replay files
-    with ``--replay PATH...``. The outcomes are counted, and printed every minute when fuzzing."""
+    with ``--replay PATH...``. The outcomes are counted, and printed every 10 s when fuzzing."""
     warnings.simplefilter("ignore")  # Pillow's warnings (a large size, odd EXIF) are not outcomes
     watch = _Watch()
     threading.Thread(target=watch.watchdog, name="fuzz-watchdog", daemon=True).start()
@@ -200,18 +216,32 @@ def run(test_one_input: Callable[[bytes], str], mutator: Callable[[bytes, int, i
     if atheris is None:
         raise SystemExit("atheris is not installed: pip install atheris (or replay files with --replay)")
     last_report = [time.monotonic()]
+    outcomes_file = os.environ.get("VAECODEC_FUZZ_OUTCOMES")
+
+    def report() -> None:
+        """The outcomes so far: a line on stderr, and the whole table in VAECODEC_FUZZ_OUTCOMES
+        (libFuzzer ends the process without running Python's exit handlers, so it is kept current)."""
+        last_report[0] = time.monotonic()
+        total = sum(watch.outcomes.values())
+        top = "; ".join(f"{100 * n / total:.1f}% {kind}" for kind, n in watch.outcomes.most_common(4))
+        print(f"#outcomes of {total} inputs: {top}", file=sys.stderr, flush=True)
+        if outcomes_file:
+            table = "".join(f"{n:9d}  {kind}\n" for kind, n in watch.outcomes.most_common())
+            Path(outcomes_file).write_text(f"{total:9d}  inputs\n{table}")
 
     def one_input(data: bytes) -> None:
         watch.data, watch.started = data, time.monotonic()
-        watch.outcomes[test_one_input(data)] += 1
-        watch.data = None
-        if time.monotonic() - last_report[0] > 60:
-            last_report[0] = time.monotonic()
-            total = sum(watch.outcomes.values())
-            top = "; ".join(f"{100 * n / total:.1f}% {kind}" for kind, n in watch.outcomes.most_common(6))
-            print(f"#outcomes of {total} inputs: {top}", file=sys.stderr, flush=True)
+        try:
+            watch.outcomes[test_one_input(data)] += 1
+        finally:
+            watch.data = None
+        if time.monotonic() - last_report[0] > REPORT_SECONDS:
+            report()
 
-    atheris.Setup(sys.argv, one_input, **({"custom_mutator": mutator} if mutator else {}))
+    # libFuzzer runs argv[0] through the shell for -fork, -jobs, -merge and -minimize_crash: the
+    # script, with this interpreter (a target is not executable of its own)
+    argv = [f"{sys.executable} {os.path.abspath(sys.argv[0])}", *sys.argv[1:]]
+    atheris.Setup(argv, one_input, **({"custom_mutator": mutator} if mutator else {}))
     atheris.Fuzz()
 
 

@@ -83,6 +83,13 @@ def sixteen_bit(gray: np.ndarray) -> np.ndarray:
     return gray.astype(np.uint16) * 257 + noise % 200
 
 
+def icc_profile(colour_space: str) -> bytes:
+    """A LittleCMS profile with its creation time (header bytes 24-35) fixed, so the bytes repeat."""
+    profile = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile(colour_space)).tobytes())
+    profile[24:36] = struct.pack(">6H", 2024, 1, 1, 0, 0, 0)
+    return bytes(profile)
+
+
 def saved(image: Image.Image, format: str, **options: object) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format=format, **options)
@@ -93,8 +100,8 @@ def vae_seeds() -> dict[str, bytes]:
     """.vae files: every mode, 16-bit source, ICC, qualities, sizes, both versions, tests/compat."""
     astronaut, camera, coffee, chelsea, rocket = (data.astronaut(), data.camera(), data.coffee(), data.chelsea(),
                                                   data.rocket())
-    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
-    lab = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()
+    srgb = icc_profile("sRGB")
+    lab = icc_profile("LAB")
     shipped = vaecodec.Codec(engine="onnxruntime", precision="fp32")
     face = Image.fromarray(crop(astronaut, 60, 180, 32, 48))
     with_icc = Image.fromarray(crop(astronaut, 100, 200, 32, 32))
@@ -143,11 +150,11 @@ def image_seeds() -> dict[str, bytes]:
     palette = Image.fromarray(crop(chelsea, 100, 200, 24, 32)).quantize(16)
     palette.info["transparency"] = 3
     wide = sixteen_bit(crop(camera, 100, 220, 24, 32))
-    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    srgb = icc_profile("sRGB")
     exif = Image.Exif()
     exif[0x0112] = 6  # orientation: rotated 90 degrees
     frames = [Image.fromarray(crop(chelsea, 100 + 10 * k, 200, 24, 32)) for k in range(2)]
-    cmyk = rgb.convert("CMYK")
+    cmyk, lab = rgb.convert("CMYK"), rgb.convert("LAB")
     tga = rgb.copy()
     seeds = {
         "rgb.png": saved(rgb, "PNG"),
@@ -168,7 +175,7 @@ def image_seeds() -> dict[str, bytes]:
         "i16-gray-16-bit.tif": saved(Image.fromarray(wide), "TIFF"),
         "f-float.tif": saved(Image.fromarray(wide.astype(np.float32) / 300), "TIFF"),
         "cmyk-lzw.tif": saved(cmyk, "TIFF", compression="tiff_lzw"),
-        "lab.tif": saved(rgb.convert("LAB"), "TIFF"),
+        "lab.tif": saved(lab, "TIFF", icc_profile=icc_profile("LAB")),  # Pillow's own one is dated
         "two-pages.tif": saved(frames[0], "TIFF", save_all=True, append_images=frames[1:]),
         "rgb.bmp": saved(rgb, "BMP"),
         "p.bmp": saved(palette, "BMP"),

@@ -20,6 +20,7 @@ A failure prints the minimal input: after the fix, save it in ``tests/corpus/`` 
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import struct
@@ -37,6 +38,7 @@ from PIL import Image
 import vaecodec
 from vaecodec.errors import VaecodecError
 from vaecodec.format.container import HEADER_SIZE, MAGIC, FormatError, parse
+from vaecodec.imageio import read_first_frame
 
 from conftest import reseal
 
@@ -190,3 +192,17 @@ def test_former_crashers_raise_vaecodec_error(codec: vaecodec.Codec, path: Path)
         body[WEIGHTS_ID] = codec.weights_id
     with pytest.raises(VaecodecError):
         codec.decompress(reseal(body))
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # Pillow's, about the damaged file
+@pytest.mark.xfail(strict=True, raises=TypeError,
+                   reason="open (issue 41): Pillow's TypeError for a TIFF frame without dimensions escapes "
+                          "vaecodec.imageio.read_first_frame; remove this mark with the fix")
+def test_tiff_whose_second_frame_has_no_dimensions_raises_vaecodec_error() -> None:
+    """Found by fuzz/compress.py (the input path of ``vaecodec encode``): a valid 32x24 16-bit TIFF
+    whose next-frame pointer leads to a frame with no width or height. Counting the frames
+    (``n_frames``) makes Pillow raise TypeError("Missing dimensions"), which read_first_frame does
+    not turn into VaecodecError, so the command line ends in a traceback."""
+    data = (CORPUS / "tiff-second-frame-without-dimensions.tif").read_bytes()
+    with pytest.raises(VaecodecError):
+        read_first_frame(io.BytesIO(data))

@@ -18,7 +18,7 @@ from vaecodec.model.grow import widen
 from vaecodec.model.hyperprior import HyperpriorModel, ModelConfig
 from vaecodec.model.precision import native_bf16
 from vaecodec.model.weights import load_weights, save_weights
-from vaecodec.train.data import split_images
+from vaecodec.train.data import CropSampler, DeviceCropSampler, split_images
 from vaecodec.train.loop import TrainSettings, learning_rate, rate_distortion_loss, sample_levels
 
 TINY = ["--channels", "8", "--latent-channels", "12", "--batch", "2", "--crop", "64", "--threads", "1"]
@@ -206,3 +206,51 @@ def test_a_context_learns_at_its_own_rate(photo_folder: Path, tmp_path: Path, ca
     assert 5e-4 < context_moves <= 1.1e-3 and 0 < transform_moves < context_moves / 4
     assert main(["train", str(photo_folder), "--out", str(tmp_path / "c"), "--context-lr-factor", "0", *TINY]) == 1
     assert "--context-lr-factor must be above 0" in capsys.readouterr().err
+
+
+def _mixed_photos(folder: Path) -> list[Path]:
+    """Tiny PNGs and JPEGs of several sizes (the JPEGs get the sampler's random downscale)."""
+    folder.mkdir()
+    source, paths = data.astronaut(), []
+    for i, (h, w, suffix) in enumerate([(96, 112, "png"), (80, 80, "jpg"), (120, 90, "png"), (100, 140, "jpg"), (70, 75, "png")]):
+        paths.append(folder / f"p{i}.{suffix}")
+        Image.fromarray(source[i * 20 : i * 20 + h, i * 30 : i * 30 + w]).save(paths[-1])
+    return paths
+
+
+def test_the_device_sampler_cuts_the_same_crops_as_the_host_sampler(tmp_path: Path) -> None:
+    paths = _mixed_photos(tmp_path / "photos")
+    host = CropSampler(paths, 64, seed=5, clean_weight=1.5)
+    on_device = DeviceCropSampler(paths, 64, seed=5, clean_weight=1.5, device="cpu", memory_format=torch.channels_last)
+    assert np.array_equal(host.weights, on_device.weights) and len(on_device.images) == len(paths)
+    assert all(t.dtype == torch.uint8 and t.shape == im.shape and np.array_equal(t.numpy(), im)
+               for t, im in zip(on_device.images, host.images))  # the same photos, JPEG downscale included
+    for size in (16, 16, 7):  # the uint8 batch is reused, then reallocated for another size
+        expected, got = host.batch(size), on_device.batch(size)
+        assert got.shape == (size, 3, 64, 64) and got.dtype == torch.float32 and got.device.type == "cpu"
+        assert got.is_contiguous(memory_format=torch.channels_last)
+        assert 0 <= got.min() and got.max() <= 1
+        assert torch.equal(got, expected)
+    plain = DeviceCropSampler(paths, 64, seed=5, clean_weight=1.5)
+    assert plain.batch(4).is_contiguous()
+
+
+def test_the_device_sampler_draws_photos_by_weighted_area(tmp_path: Path) -> None:
+    paths = _mixed_photos(tmp_path / "photos")
+    sampler = DeviceCropSampler(paths, 64, seed=1, clean_weight=3.0)
+    areas = np.array([im.shape[0] * im.shape[1] * (1.0 if p.suffix == ".jpg" else 3.0)
+                      for p, im in zip(paths, sampler.images)])
+    assert np.allclose(sampler.weights, areas / areas.sum())
+    counts = np.bincount([k for k, _, _, _ in sampler.draws(20_000)], minlength=len(paths)) / 20_000
+    assert np.allclose(counts, sampler.weights, atol=0.015)
+    mirrored = [m for _, _, _, m in sampler.draws(4000)]
+    assert 0.45 < np.mean(mirrored) < 0.55
+
+
+@pytest.mark.parametrize("precision", ["fp32", "auto"])  # auto: bf16 on channels-last where the CPU has it
+def test_training_with_the_crops_cut_on_the_device(photo_folder: Path, tmp_path: Path, capsys, precision: str) -> None:
+    out, weights = tmp_path / "run", tmp_path / "tiny.pt"
+    assert main(["train", str(photo_folder), "--out", str(out), "--steps", "2", "--eval-every", "0", "--precision", precision,
+                 "--crops-on-device", "--export", str(weights), *TINY]) == 0
+    assert "crops cut on the device" in capsys.readouterr().out
+    assert (out / "checkpoint.pt").exists() and load_weights(weights).metadata["steps"] == 2

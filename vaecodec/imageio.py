@@ -98,7 +98,7 @@ def _prepare_pil(image: Image.Image) -> PreparedImage:
         return _prepare_array(np.asarray(image.convert("L")), icc)
     if mode != "RGB":
         icc = b""  # the profile described the original colour space
-    return _prepare_array(np.asarray(image.convert("RGB")), icc)
+    return _prepare_array(np.asarray(image if mode == "RGB" else image.convert("RGB")), icc)  # no copy to convert
 
 
 def _prepare_array(array: np.ndarray, icc: bytes = b"", alpha: np.ndarray | None = None) -> PreparedImage:
@@ -109,10 +109,10 @@ def _prepare_array(array: np.ndarray, icc: bytes = b"", alpha: np.ndarray | None
     if array.ndim == 3 and array.shape[2] == 4:
         return _prepare_array(array[..., :3], icc, alpha=array[..., 3])
     if array.ndim == 2:
-        pixels = np.broadcast_to(array.copy()[None], (3, *array.shape))
+        pixels = np.broadcast_to(array[None], (3, *array.shape))  # views: coding only reads them
         mode = "L"
     elif array.ndim == 3 and array.shape[2] == 3:
-        pixels = array.copy().transpose(2, 0, 1)
+        pixels = array.transpose(2, 0, 1)
         mode = "RGB"
     else:
         raise VaecodecError(f"numpy images must be HxW, HxWx3 or HxWx4, got shape {array.shape}")

@@ -86,7 +86,8 @@ def cold_decode(engine: str, baseline: Path | None, threads: int, runs: int, fil
         out = file.with_suffix(".png")
         start = time.perf_counter()
         result = subprocess.run([sys.executable, "-c", DECODE, "decode", str(file), "-o", str(out), "-f", *extra],
-                                check=True, env=environment(engine, baseline, threads), capture_output=True, text=True)
+                                check=True, env=environment(engine, baseline, threads), capture_output=True, text=True,
+                                cwd=file.parent)  # not the checkout: -c puts the working folder first on the path
         walls.append(time.perf_counter() - start)
         peaks.append(int(result.stdout.split()[-1]) / 1024)
     return statistics.median(walls), statistics.median(peaks)
@@ -113,9 +114,9 @@ def main() -> None:
         small = Path(folder) / "small.vae"
         small.write_bytes(vaecodec.Codec(engine="onnxruntime").compress(Image.open(args.photo).convert("RGB").crop((0, 0, 256, 256)), 50))
         for engine in engines:
-            result = subprocess.run([sys.executable, "-c", CODE, engine, str(args.threads), str(args.runs), args.photo],
-                                    check=True, capture_output=True, text=True,
-                                    env=environment(engine, args.baseline, args.threads))
+            result = subprocess.run([sys.executable, "-c", CODE, engine, str(args.threads), str(args.runs),
+                                     str(Path(args.photo).resolve())], check=True, capture_output=True, text=True,
+                                    env=environment(engine, args.baseline, args.threads), cwd=folder)
             timing = json.loads(result.stdout)
             rows.append((engine, timing))
         colds = {engine: cold_decode(engine, args.baseline, args.threads, args.runs, small) for engine in engines}

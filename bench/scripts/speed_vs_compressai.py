@@ -3,9 +3,9 @@
     pip install compressai   # not a vaecodec dependency; only this comparison needs it
     python bench/scripts/speed_vs_compressai.py /path/to/kodak/kodim01.png --threads 2
 
-Both codecs run in this process with the same torch thread count, on the same photo, and the
-median of several repeats is printed (vaecodec at its default precision and in fp32) (real bitstreams both: CompressAI's rANS coder, vaecodec's
-constriction coder). CompressAI's pretrained weights are used when its cache has them or the
+Both codecs run in this process with the same thread count (torch's, and vaecodec's strips), on the
+same photo, and the median of several repeats is printed (vaecodec on each engine installed, at
+its default precision; real bitstreams both: CompressAI's rANS coder, vaecodec's constriction coder). CompressAI's pretrained weights are used when its cache has them or the
 network allows the download; otherwise its untrained network is timed (the same convolutions, so
 the same network time; its entropy coding then sees untrained statistics), and the output says so.
 """
@@ -22,6 +22,8 @@ import torch
 from PIL import Image
 
 import vaecodec
+from vaecodec.engine import installed
+from vaecodec.engine.tiles import set_threads
 
 
 def median_seconds(work: Callable[[], object], repeats: int) -> float:
@@ -54,14 +56,17 @@ def main() -> None:
     parser.add_argument("--compressai-quality", type=int, default=4, help="CompressAI quality (1-8)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     pixels = np.asarray(Image.open(args.image).convert("RGB"))
     height, width = pixels.shape[:2]
 
     rows = []
-    for precision in ("auto", "fp32"):  # the default, and fp32 for comparison
-        codec = vaecodec.Codec(precision=precision)
+    for engine in ("onnxruntime", "openvino", "torch"):
+        if not installed(engine):
+            continue
+        codec = vaecodec.Codec(engine=engine)
         data = codec.compress(pixels, args.quality)
-        rows.append((f"vaecodec ({precision})", f"weights {codec.weights_id.hex()}, {codec.precision}",
+        rows.append((f"vaecodec ({engine})", f"weights {codec.weights_id.hex()}, {codec.precision}",
                      8 * len(data) / (height * width),
                      median_seconds(lambda: codec.compress(pixels, args.quality), args.repeats),
                      median_seconds(lambda: codec.decompress(data), args.repeats)))
@@ -84,7 +89,7 @@ def main() -> None:
     rows.append(("bmshj2018-hyperprior", note, 8 * size / (height * width),
                  median_seconds(compressai_encode, args.repeats), median_seconds(compressai_decode, args.repeats)))
 
-    print(f"{args.image}: {width}x{height}, {args.threads} torch threads, median of {args.repeats}")
+    print(f"{args.image}: {width}x{height}, {args.threads} threads, median of {args.repeats}")
     print(f"{'codec':22} {'bpp':>6} {'encode s':>9} {'decode s':>9}  note")
     for name, note, bpp, encode, decode in rows:
         print(f"{name:22} {bpp:6.3f} {encode:9.3f} {decode:9.3f}  {note}")

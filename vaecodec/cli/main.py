@@ -218,6 +218,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         lr=args.lr, lr_final=args.lr_final, decay_start=args.decay_start, minutes=args.minutes, channels=args.channels,
         latent_channels=args.latent_channels, lambdas=number_list("--lambdas", float, args.lambdas), lowest_level=args.lowest_level,
         distortion=args.distortion, level_tilt=args.level_tilt, clean_weight=args.clean_weight,
+        crops_on_device=args.crops_on_device,
         context_groups=number_list("--context-groups", int, args.context_groups), context_channels=args.context_channels,
         context_lr_factor=args.context_lr_factor,
         device=args.device, precision=args.precision, resume=args.resume,
@@ -335,6 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "(the density runs from 1-TILT at quality 0 to 1+TILT at quality 100)")
     train.add_argument("--clean-weight", type=float, default=1.0,
                        help="how much more often, per pixel, crops come from lossless (PNG) photos than from JPEGs")
+    train.add_argument("--crops-on-device", action="store_true",
+                       help="hold the training photos on the device and cut each batch's crops there (the same crops "
+                       "as without it, for the same seed), instead of on the CPU with a copy per batch")
     train.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, ...")
     train.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                        help="bf16: autocast with channels-last (weights, optimizer and loss stay fp32); auto: bf16 "

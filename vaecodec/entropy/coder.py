@@ -57,7 +57,8 @@ class CodingTables:
         # ANS is last in, first out: code the last segment's last table first, so that the decoder
         # starts with the first segment's table 0.
         for values, table_indexes in reversed(segments):
-            symbols = (np.clip(np.asarray(values).ravel(), -self.radius, self.radius) + self.radius).astype(np.int32)
+            symbols = np.clip(np.asarray(values).ravel(), -self.radius, self.radius).astype(np.int32)
+            symbols += self.radius
             order, bounds = _groups(table_indexes, len(self))
             for table in reversed(range(len(self))):
                 group = symbols[order[bounds[table] : bounds[table + 1]]]
@@ -146,7 +147,7 @@ class SegmentReader:
 
 def _groups(table_indexes: np.ndarray, tables: int) -> tuple[np.ndarray, np.ndarray]:
     """Positions sorted by table (stable) and where each table's run starts."""
-    flat = np.asarray(table_indexes, dtype=np.int64).ravel()
+    flat = np.asarray(table_indexes).ravel()  # as given (the latent's are uint8): no copy of a latent's size
     if flat.size and (flat.min() < 0 or flat.max() >= tables):
         raise StreamError("table index out of range")
     order = np.argsort(flat, kind="stable")

@@ -29,9 +29,10 @@ HYPER_PRECISION_BITS = 16  # counts of the hyper-latent tables sum to 2**16
 
 
 def scale_index(log_scales: np.ndarray) -> np.ndarray:
-    """Table index of integer fixed-point log-scales: the smallest entry >= the scale, clamped."""
-    steps = -((SCALE_LOG_MIN - np.asarray(log_scales, dtype=np.int64)) // SCALE_LOG_STEP)  # ceiling
-    return np.clip(steps, 0, SCALE_LEVELS - 1)
+    """Table index of integer fixed-point log-scales: the smallest entry >= the scale, clamped
+    (uint8: an index per latent element, so the smallest type that holds SCALE_LEVELS)."""
+    steps = -((SCALE_LOG_MIN - np.asarray(log_scales, dtype=np.int32)) // SCALE_LOG_STEP)  # ceiling
+    return np.clip(steps, 0, SCALE_LEVELS - 1).astype(np.uint8)
 
 
 def quantize_pmf(pmf: np.ndarray, precision_bits: int) -> np.ndarray:

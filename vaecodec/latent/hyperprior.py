@@ -57,13 +57,23 @@ class IntegerEntropyParameters:
 
     def __call__(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(float32 means, int32 fixed-point log-scales), both before gains, for an integer z (1, N, h, w)."""
-        x = map_tiles(self.network, to_fixed(z), Fraction(4), TILE, TILE_MARGIN)
-        means, raw_scales = np.split(x, 2, axis=1)
-        return (means / (1 << ACT_BITS)).astype(np.float32), log_scales(raw_scales, self.log_scale_table)
+
+        def finish(x: np.ndarray) -> np.ndarray:
+            # Per tile, so that no float64 activation of the whole latent is ever held: both halves
+            # as float32, exact (the means are multiples of 2**-ACT_BITS well inside float32's
+            # range of exact values, the log-scales integers of under 2**24).
+            means, raw_scales = np.split(x, 2, axis=1)
+            return np.concatenate([means / (1 << ACT_BITS), log_scales(raw_scales, self.log_scale_table)],
+                                  axis=1, dtype=np.float32)
+
+        x = map_tiles(self.network, to_fixed(z), Fraction(4), TILE, TILE_MARGIN, finish=finish)
+        half = x.shape[1] // 2
+        return x[:, :half], x[:, half:].astype(np.int32)
 
     def indexes(self, log_scales: np.ndarray, level_units: int) -> np.ndarray:
         """Scale-table indexes of the gained scales at an integer rate level."""
-        return scale_index(log_scales + blend_exact(self.log_gain, level_units)[None, :, None, None])
+        gains = blend_exact(self.log_gain, level_units).astype(np.int32)  # a few thousand at most
+        return scale_index(log_scales + gains[None, :, None, None])
 
 
 def freeze_hyper_tables(model: HyperpriorModel) -> tuple[np.ndarray, np.ndarray]:
@@ -183,9 +193,10 @@ class HyperpriorCoder:
     def encode(self, prepared: PreparedLatent, level_units: int) -> bytes:
         """The latent stream at an integer rate level."""
         gain, _ = self.gains(level_units)
-        symbols = np.round(prepared.y * gain - prepared.means * gain)
+        symbols = prepared.y * gain
+        symbols -= prepared.means * gain  # in place: the same float32 operations, one latent-sized copy less
         indexes = self.entropy_parameters.indexes(prepared.log_scales, level_units)
-        return self.latent_tables.encode(symbols, indexes)
+        return self.latent_tables.encode(np.round(symbols, out=symbols), indexes)
 
     def gained(self, prepared: PreparedLatent, level_units: int) -> GainedLatent:
         """The latent at an integer rate level as :meth:`encode` rounds and codes it."""

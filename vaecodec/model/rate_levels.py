@@ -65,10 +65,10 @@ def blend_one(table: np.ndarray, level: np.float32) -> np.ndarray:
     return table[low] * (np.float32(1) - fraction) + table[low + 1] * fraction
 
 
-def blend_exact(table: torch.Tensor, units: int) -> torch.Tensor:
+def blend_exact(table: np.ndarray, units: int) -> np.ndarray:
     """The row of an integer per-level table (levels, M) at an integer level (1/LEVEL_UNIT),
     rounding down."""
     low = min(max(units // LEVEL_UNIT, 0), len(table) - 2)
     fraction = units - low * LEVEL_UNIT
     step = table[low + 1] - table[low]
-    return table[low] + step * fraction // LEVEL_UNIT  # integer tensors: floor division
+    return table[low] + step * fraction // LEVEL_UNIT  # integer arrays: floor division

@@ -71,12 +71,51 @@ class CropSampler:
         self.crop = crop
         self.rng = rng
 
+    def draws(self, size: int) -> list[tuple[int, int, int, bool]]:
+        """(photo, top, left, mirrored) of each crop of a batch, from the sampler's seeded generator."""
+        draws = []
+        for k in self.rng.choice(len(self.images), size=size, p=self.weights):
+            im = self.images[k]
+            top = int(self.rng.integers(0, im.shape[0] - self.crop + 1))
+            left = int(self.rng.integers(0, im.shape[1] - self.crop + 1))
+            draws.append((int(k), top, left, bool(self.rng.random() < 0.5)))
+        return draws
+
     def batch(self, size: int) -> torch.Tensor:
         crops = np.empty((size, self.crop, self.crop, 3), dtype=np.uint8)
-        for i, k in enumerate(self.rng.choice(len(self.images), size=size, p=self.weights)):
-            im = self.images[k]
-            top = self.rng.integers(0, im.shape[0] - self.crop + 1)
-            left = self.rng.integers(0, im.shape[1] - self.crop + 1)
-            crop = im[top : top + self.crop, left : left + self.crop]
-            crops[i] = crop[:, ::-1] if self.rng.random() < 0.5 else crop
+        for i, (k, top, left, mirrored) in enumerate(self.draws(size)):
+            crop = self.images[k][top : top + self.crop, left : left + self.crop]
+            crops[i] = crop[:, ::-1] if mirrored else crop
         return torch.from_numpy(crops).permute(0, 3, 1, 2).float().div_(255)
+
+
+class DeviceCropSampler(CropSampler):
+    """``CropSampler`` with the photos held on the training device (uint8) and the crops cut there.
+
+    The draws (photo, offset, mirror) are ``CropSampler``'s, made on the CPU from the same seeded
+    generator, so the same seed gives exactly the same crops; only the cutting, the mirroring and
+    the conversion to float run on the device, and the batch comes out there in ``memory_format``,
+    with no copy from the host but the few draws.
+    """
+
+    def __init__(self, paths: list[Path], crop: int, seed: int = 0, clean_weight: float = 1.0,
+                 device: torch.device | str = "cpu", memory_format: torch.memory_format = torch.contiguous_format) -> None:
+        super().__init__(paths, crop, seed=seed, clean_weight=clean_weight)
+        self.device = torch.device(device)
+        self.memory_format = memory_format
+        self.images = [torch.tensor(im, dtype=torch.uint8, device=self.device) for im in self.images]  # H x W x 3
+        self._crops: torch.Tensor | None = None  # the uint8 batch, reused from step to step
+
+    def batch(self, size: int) -> torch.Tensor:
+        if self._crops is None or self._crops.shape[0] != size:
+            self._crops = torch.empty((size, self.crop, self.crop, 3), dtype=torch.uint8, device=self.device)
+        crops, mirrored = self._crops, []
+        for i, (k, top, left, mirror) in enumerate(self.draws(size)):
+            crops[i].copy_(self.images[k][top : top + self.crop, left : left + self.crop])
+            if mirror:
+                mirrored.append(i)
+        if mirrored:
+            index = torch.tensor(mirrored, device=self.device)
+            crops[index] = crops[index].flip(2)
+        # N x H x W x 3 permuted is channels-last already; float() keeps that layout
+        return crops.permute(0, 3, 1, 2).float().div_(255).contiguous(memory_format=self.memory_format)

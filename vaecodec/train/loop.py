@@ -29,7 +29,7 @@ from vaecodec.model.grow import widen, with_context
 from vaecodec.model.hyperprior import MS_SSIM_LAMBDAS, HyperpriorModel, ModelConfig
 from vaecodec.model.precision import autocast, resolve_precision
 from vaecodec.model.weights import load_weights, save_weights
-from vaecodec.train.data import CropSampler, split_images
+from vaecodec.train.data import CropSampler, DeviceCropSampler, split_images
 
 
 @dataclass
@@ -55,6 +55,7 @@ class TrainSettings:
     device: str = "auto"
     precision: str = "auto"  # fp32, bf16, or auto: bf16 where the device runs it natively
     clean_weight: float = 1.0  # crops drawn from lossless (non-JPEG) photos, per pixel, relative to JPEG ones
+    crops_on_device: bool = False  # hold the photos on the device and cut the crops there (DeviceCropSampler)
     resume: bool = False
     init_weights: Path | None = None
     checkpoint_minutes: float = 5.0
@@ -237,10 +238,14 @@ def train(settings: TrainSettings, log=print) -> HyperpriorModel:
 
     train_paths, val_paths = split_images(settings.data)
     if settings.minutes or step < settings.steps:
-        sampler = CropSampler(train_paths, settings.crop, seed=settings.seed + 1000 * rank + step,
-                              clean_weight=settings.clean_weight)
+        seed = settings.seed + 1000 * rank + step
+        if settings.crops_on_device:
+            sampler = DeviceCropSampler(train_paths, settings.crop, seed=seed, clean_weight=settings.clean_weight,
+                                        device=device, memory_format=layout)
+        else:
+            sampler = CropSampler(train_paths, settings.crop, seed=seed, clean_weight=settings.clean_weight)
         log(f"{len(train_paths)} training / {len(val_paths)} validation photos, device {device}, world {world}, "
-            f"{str(dtype).removeprefix('torch.')}")
+            f"{str(dtype).removeprefix('torch.')}{', crops cut on the device' if settings.crops_on_device else ''}")
 
     first_step = step
     run_started = time.monotonic()
@@ -276,7 +281,9 @@ def train(settings: TrainSettings, log=print) -> HyperpriorModel:
                 lr = learning_rate(settings, done)
                 for group, factor in zip(optimizer.param_groups, lr_factors):
                     group["lr"] = lr * factor
-                x = sampler.batch(settings.batch).to(device, memory_format=layout)
+                x = sampler.batch(settings.batch)  # on the device already with --crops-on-device
+                if not settings.crops_on_device:
+                    x = x.to(device, memory_format=layout)
                 level = sample_levels(x.shape[0], model.lowest_level, model.levels - 1, settings.level_tilt, device)
                 with autocast(device, dtype):
                     passed = trained(x, level)
@@ -289,10 +296,10 @@ def train(settings: TrainSettings, log=print) -> HyperpriorModel:
                 busy += time.monotonic() - started
                 elapsed += time.monotonic() - started
                 for k in running:
-                    running[k] += out_terms[k].item()
+                    running[k] += out_terms[k].detach()  # summed on the device: no wait for the GPU each step
                 count += 1
                 if rank == 0 and step % 100 == 0:
-                    means = {k: v / count for k, v in running.items()}
+                    means = {k: float(v) / count for k, v in running.items()}
                     speed = count * settings.batch * world / busy
                     writer.writerow([step, f"{elapsed / 3600:.4f}", f"{lr:.2e}", f"{means['loss']:.4f}",
                                      f"{means['bpp']:.4f}", f"{means['mse']:.2f}", "", "", f"{speed:.2f}",
