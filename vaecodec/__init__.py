@@ -35,8 +35,8 @@ _LAZY = {"compress": "vaecodec.api", "decompress": "vaecodec.api", "Codec": "vae
 
 
 def __getattr__(name: str) -> object:
-    """Load torch and the model on first use: ``vaecodec --help`` and ``info`` start at once, and
-    Ctrl-C while torch loads ends the command with its one-line message."""
+    """Load the engine and the model on first use: ``vaecodec --help`` and ``info`` start at once,
+    and Ctrl-C while they load ends the command with its one-line message."""
     if name not in _LAZY:
         raise AttributeError(f"module 'vaecodec' has no attribute {name!r}")
     value = getattr(importlib.import_module(_LAZY[name]), name)

@@ -200,7 +200,8 @@ def compress(dataset: ray.data.Dataset, quality: float | None = None, *, actors:
              **options: Any) -> ray.data.Dataset:
     """``dataset`` with its images compressed by :class:`Encoder` (``options`` go to it), in
     ``actors`` actors (a number, or (fewest, most) to let Ray scale the pool), each with
-    ``num_cpus`` CPUs (torch's threads) and ``num_gpus`` GPUs (then the networks run on CUDA)."""
+    ``num_cpus`` CPUs (the codec's threads: Ray sets ``OMP_NUM_THREADS`` to it) and ``num_gpus``
+    GPUs (then the networks run on CUDA, on torch)."""
     return _apply(dataset, Encoder, {"quality": quality, **options}, actors=actors, batch_size=batch_size,
                   num_cpus=num_cpus, num_gpus=num_gpus, device=device)
 

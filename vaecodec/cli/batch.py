@@ -4,18 +4,16 @@
 its output: beside the input, or mirrored under ``--out-dir`` relative to the folder (or the fixed
 part of the glob) it was found in. ``run`` does the jobs one by one, or with ``-j N`` in N spawned
 worker processes; a failing job is reported and skipped so that the others still complete, and for
-batches a progress bar (on a terminal) and a summary line go to stderr. Every process runs torch
-on one thread: the codec's transforms do anyway (for determinism), and its small tensor operations
-around them ran up to five times slower on two threads when the cores were busy.
+batches a progress bar (on a terminal) and a summary line go to stderr. Every worker process runs
+its strips on one thread (``vaecodec.engine.tiles.set_threads``): the pool is the parallelism.
 
 Measured on the two-core machine this was built on, beside a training run (load average 3.6; the
 kernel's autogroup scheduling kept one core for the training whatever ran beside it), wall times
 with start-up, medians of six: sixteen 384x384 photos encoded in 3.5 s with -j 1 and 6.9 s with
--j 2, eight 768x512 photos in 4.6 s and 7.9 s, and decoded in 5.4 s and 8.7 s. Starting the
-workers (each imports torch and loads the weights) cost about 3.4 s, and there was no second core
-to win it back, so -j defaults to 1. Machines with idle cores may gain from -j on batches that
-take longer than the start-up; that was not measured. (With torch's two threads, as before, the
-sixteen photos took 9.4 s.)
+-j 2, eight 768x512 photos in 4.6 s and 7.9 s, and decoded in 5.4 s and 8.7 s (torch, before the
+engines: starting a worker imported torch, about 3.4 s; ONNX Runtime starts in a fraction of that).
+There was no second core to win the start-up back, so -j defaults to 1. Machines with idle cores
+may gain from -j on batches that take longer than the start-up; that was not measured.
 """
 
 from __future__ import annotations
@@ -198,7 +196,7 @@ ORDERED_WINDOW = 4  # finished results kept per worker while an earlier job runs
 
 
 def _in_turn(jobs: Sequence[Job], work: Callable[[Job], Outcome], show: Callable[[int, str], None]) -> _Results:
-    """Each job with the call that does it, here and in order (each on torch's threads)."""
+    """Each job with the call that does it, here and in order (each on all the codec's threads)."""
     for done, job in enumerate(jobs):
         show(done, job.source)
         yield job, functools.partial(_do, work, job)
@@ -212,7 +210,7 @@ def _in_pool(jobs: Sequence[Job], work: Callable[[Job], Outcome], workers: int,
 
     Only as many jobs as workers are handed out at once, so that when this generator is left
     (Ctrl-C, or an unexpected error) the pool's shutdown waits for those alone. The workers are
-    spawned (fork is unsafe once torch has started threads) with SIGINT ignored, which they keep
+    spawned (fork is unsafe once an engine has started threads) with SIGINT ignored, which they keep
     except while they do a job: Ctrl-C on a terminal interrupts the files in progress, whose
     temporary outputs are removed, and prints no worker's traceback (while the workers start, it
     waits for them to finish their first files).

@@ -82,7 +82,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 def _add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs")
     parser.add_argument("--weights", help="weights file (default: the shipped weights)")
-    parser.add_argument("--device", default="cpu", help="torch device for the networks (default: cpu)")
+    parser.add_argument("--device", default="cpu", help="cpu (default), or a torch device such as cuda (the torch engine)")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                         help="of the networks (default auto: bf16 where the device runs it natively)")
 

@@ -53,7 +53,10 @@ def set_threads(count: int | None) -> None:
 
 
 def threads() -> int:
-    return _threads or len(os.sched_getaffinity(0))
+    """Strips at once: ``set_threads``'s, else ``OMP_NUM_THREADS`` (which Ray sets to an actor's
+    CPUs), else the CPUs this process may use."""
+    configured = os.environ.get("OMP_NUM_THREADS", "")
+    return _threads or (int(configured) if configured.isdigit() and int(configured) > 0 else len(os.sched_getaffinity(0)))
 
 
 def latent_size(width: int, height: int) -> tuple[int, int]:
