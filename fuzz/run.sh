@@ -38,8 +38,8 @@ for target in "${targets[@]}"; do
         -artifact_prefix="$out/crashes/" -print_final_stats=1 "${keep_going[@]}" >"$out/log" 2>&1
     status=$?
     # the seeds' coverage, the end's (normal and fork mode), libFuzzer's final figures, the outcomes
-    grep -E '^#[0-9]+ +INITED' "$out/log" | head -1
-    grep -E '^#[0-9]+:? .*cov: ' "$out/log" | tail -1
+    grep -E '^#[0-9]+[[:space:]]+INITED' "$out/log" | head -1
+    grep -E '^#[0-9]+:?[[:space:]].*cov: ' "$out/log" | tail -1
     grep -E '^stat::(number_of_executed_units|average_exec_per_sec|new_units_added|peak_rss_mb)' "$out/log"
     [[ -f "$out/outcomes" ]] && head -6 "$out/outcomes"
     found=("$out"/crashes/*)

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from vaecodec import ratecontrol
-from vaecodec.effort import DEFAULT_EFFORT, schedule, size_problem
+from vaecodec.effort import DEFAULT_EFFORT, Schedule, schedule, size_problem
 from vaecodec.engine import open_transforms
 from vaecodec.engine.tiles import Transforms, latent_size
 from vaecodec.errors import VaecodecError
@@ -294,7 +294,8 @@ class Codec:
         return AnalysedImage(prepared.mode, width, height, self._main.coder.prepare(y, z), alpha,
                              prepared.icc_profile, pixels)
 
-    def _refined(self, analysed: AnalysedImage, quality: int, optimisation: Any, progress: Progress | None) -> AnalysedImage:
+    def _refined(self, analysed: AnalysedImage, quality: int, optimisation: Schedule,
+                 progress: Progress | None) -> AnalysedImage:
         """The image with its latent's symbols at a header quality chosen by the effort's search
         (``vaecodec.latent.sga``), on the torch engine (this codec's, or one borrowed for it)."""
         if self._search is None:

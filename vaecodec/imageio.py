@@ -168,7 +168,8 @@ def read_first_frame(path: Path | BinaryIO) -> tuple[Image.Image, int]:
         raise VaecodecError(f"{name}: is a directory") from None
     except UnidentifiedImageError:
         raise VaecodecError(f"{name}: not a readable image (unknown format)") from None
-    except (Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
+    except (Image.DecompressionBombError, OSError, SyntaxError, ValueError, TypeError) as exc:
+        # TypeError: Pillow's for a damaged TIFF frame ("Missing dimensions"; found by fuzz/compress.py)
         raise VaecodecError(f"{name}: not a readable image ({exc})") from None
 
 

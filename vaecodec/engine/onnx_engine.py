@@ -17,15 +17,14 @@ import numpy as np
 import onnxruntime as ort
 
 from vaecodec.allocator import keep_freed_memory
-from vaecodec.engine.tiles import PARALLEL_MAX_PIXELS, TiledTransforms
+from vaecodec.engine.tiles import PARALLEL_MAX_PIXELS, GraphTransforms, cpu_graphs
 from vaecodec.errors import VaecodecError
 from vaecodec.model.bundle import Bundle
 
-GRAPHS = ("analysis", "hyper_analysis", "synthesis")
 LEAN_BLOCK_BYTES = 8 << 20
 
 
-class OnnxTransforms(TiledTransforms):
+class OnnxTransforms(GraphTransforms):
     """A bundle's transforms on ONNX Runtime."""
 
     engine = "onnxruntime"
@@ -33,15 +32,9 @@ class OnnxTransforms(TiledTransforms):
     def __init__(self, bundle: Bundle, device: str = "cpu", precision: str = "auto",
                  trained: object | None = None) -> None:
         """``trained`` (torch weights) goes unused: the bundle's graphs are the transforms."""
-        if device != "cpu":
-            raise VaecodecError(f"the onnxruntime engine runs on the CPU, not {device!r}: use --engine torch")
+        self._graphs = cpu_graphs(bundle, device, self.engine)
         if precision == "bf16":
             raise VaecodecError("the onnxruntime engine runs in fp32: use --precision fp32 or auto, or --engine torch")
-        missing = [name for name in GRAPHS if name not in bundle.graphs]
-        if missing:
-            raise VaecodecError(f"weights {bundle.weights_id.hex()} carry no ONNX graphs ({', '.join(missing)}); "
-                                "write their bundle with python -m vaecodec.model.weights FILE.pt")
-        self._graphs = bundle.graphs
         # glibc's mmap threshold fixed at 8 MiB (``vaecodec.allocator``): left to grow, it moved a
         # 24-megapixel encode's freed strips into a fragmented heap (1.03-1.05 GB peak against 0.94-0.96).
         keep_freed_memory(LEAN_BLOCK_BYTES)
@@ -82,12 +75,3 @@ class OnnxTransforms(TiledTransforms):
     def _run(self, name: str, x: np.ndarray) -> np.ndarray:
         session = self._session(name, getattr(self._local, "lean", False))
         return session.run(None, {"x": np.ascontiguousarray(x, dtype=np.float32)})[0]
-
-    def _analysis(self, x: np.ndarray) -> np.ndarray:
-        return self._run("analysis", x)
-
-    def _hyper_analysis(self, y: np.ndarray) -> np.ndarray:
-        return self._run("hyper_analysis", y)
-
-    def _synthesis(self, y_hat: np.ndarray) -> np.ndarray:
-        return self._run("synthesis", y_hat)

@@ -24,11 +24,10 @@ import threading
 import numpy as np
 import openvino as ov
 
-from vaecodec.engine.tiles import TiledTransforms, check_precision
+from vaecodec.engine.tiles import GRAPHS, GraphTransforms, check_precision, cpu_graphs
 from vaecodec.errors import VaecodecError
 from vaecodec.model.bundle import Bundle
 
-GRAPHS = ("analysis", "hyper_analysis", "synthesis")
 # OpenVINO's names of the precisions it may run in, as the codec names them.
 _PRECISION_NAMES = {ov.Type.bf16: "bf16", ov.Type.f32: "fp32"}
 
@@ -50,7 +49,7 @@ def native_bf16() -> bool:
     return core().get_property("CPU", "INFERENCE_PRECISION_HINT") == ov.Type.bf16
 
 
-class OpenVinoTransforms(TiledTransforms):
+class OpenVinoTransforms(GraphTransforms):
     """A bundle's transforms on OpenVINO, on the CPU."""
 
     engine = "openvino"
@@ -58,13 +57,8 @@ class OpenVinoTransforms(TiledTransforms):
     def __init__(self, bundle: Bundle, device: str = "cpu", precision: str = "auto",
                  trained: object | None = None) -> None:
         """``trained`` (torch weights) goes unused: the bundle's graphs are the transforms."""
-        if device != "cpu":
-            raise VaecodecError(f"the openvino engine runs on the CPU, not {device!r}: use --engine torch")
+        graphs = cpu_graphs(bundle, device, self.engine)
         check_precision(precision)
-        missing = [name for name in GRAPHS if name not in bundle.graphs]
-        if missing:
-            raise VaecodecError(f"weights {bundle.weights_id.hex()} carry no ONNX graphs ({', '.join(missing)}); "
-                                "write their bundle with python -m vaecodec.model.weights FILE.pt")
         native = precision != "fp32" and native_bf16()
         if precision == "bf16" and not native:
             raise VaecodecError("bf16 is not native on this cpu device (it would run many times slower "
@@ -74,7 +68,7 @@ class OpenVinoTransforms(TiledTransforms):
         self._config = {"INFERENCE_NUM_THREADS": 1, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY",
                         "ENABLE_CPU_PINNING": False, "INFERENCE_PRECISION_HINT": "bf16" if native else "f32"}
         self.precision = "bf16" if native else "fp32"
-        self._graphs = bundle.graphs
+        self._graphs = graphs
         self._models: dict[str, ov.Model] = {}
         self._idle: dict[str, list[ov.InferRequest]] = {name: [] for name in GRAPHS}
         self._kept: list[ov.CompiledModel] = []  # every compiled model, for the life of its request
@@ -101,12 +95,3 @@ class OpenVinoTransforms(TiledTransforms):
         finally:
             with self._lock:
                 self._idle[name].append(request)
-
-    def _analysis(self, x: np.ndarray) -> np.ndarray:
-        return self._run("analysis", x)
-
-    def _hyper_analysis(self, y: np.ndarray) -> np.ndarray:
-        return self._run("hyper_analysis", y)
-
-    def _synthesis(self, y_hat: np.ndarray) -> np.ndarray:
-        return self._run("synthesis", y_hat)

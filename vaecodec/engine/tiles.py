@@ -13,12 +13,15 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 from fractions import Fraction
-from typing import Iterator, Protocol
+from typing import TYPE_CHECKING, Iterator, Protocol
 
 import numpy as np
 
 from vaecodec.errors import VaecodecError
 from vaecodec.model.tiling import map_tiles
+
+if TYPE_CHECKING:
+    from vaecodec.model.bundle import Bundle
 
 # ((rows, columns), margin) of the transforms' tiles, in their input's pixels: strips of 256 image
 # rows, so memory stays bounded on large images (a 24-megapixel photo codes in about 1 GB) and the
@@ -34,8 +37,21 @@ PARALLEL_MAX_PIXELS = 8_000_000
 STRIDE = 64  # downsampling of the image to the hyper-latent: inputs are padded to a multiple of this
 
 PRECISIONS = ("auto", "fp32", "bf16")  # of the float networks; every engine takes these names
+GRAPHS = ("analysis", "hyper_analysis", "synthesis")  # a bundle's ONNX graphs, for the engines that run them
 
 _threads: int | None = None
+
+
+def cpu_graphs(bundle: Bundle, device: str, engine: str) -> dict[str, bytes]:
+    """A bundle's ONNX graphs, for an engine that runs them on the CPU; a clean error for another
+    device or a bundle without them."""
+    if device != "cpu":
+        raise VaecodecError(f"the {engine} engine runs on the CPU, not {device!r}: use --engine torch")
+    missing = [name for name in GRAPHS if name not in bundle.graphs]
+    if missing:
+        raise VaecodecError(f"weights {bundle.weights_id.hex()} carry no ONNX graphs ({', '.join(missing)}); "
+                            "write their bundle with python -m vaecodec.model.weights FILE.pt")
+    return bundle.graphs
 
 
 def check_precision(precision: str) -> str:
@@ -124,3 +140,20 @@ class TiledTransforms:
             pixels = map_tiles(self._synthesis, np.asarray(y_hat, dtype=np.float32), Fraction(16),
                                *SYNTHESIS_TILING, finish=to_8_bits, workers=workers)
         return np.ascontiguousarray(pixels[0, :, :height, :width].transpose(1, 2, 0))
+
+
+class GraphTransforms(TiledTransforms):
+    """An engine that runs a bundle's ONNX graphs (``GRAPHS``): each network is one graph, input
+    "x", output "y"."""
+
+    def _run(self, name: str, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _analysis(self, x: np.ndarray) -> np.ndarray:
+        return self._run("analysis", x)
+
+    def _hyper_analysis(self, y: np.ndarray) -> np.ndarray:
+        return self._run("hyper_analysis", y)
+
+    def _synthesis(self, y_hat: np.ndarray) -> np.ndarray:
+        return self._run("synthesis", y_hat)
