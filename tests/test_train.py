@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import csv
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -254,3 +257,27 @@ def test_training_with_the_crops_cut_on_the_device(photo_folder: Path, tmp_path:
                  "--crops-on-device", "--export", str(weights), *TINY]) == 0
     assert "crops cut on the device" in capsys.readouterr().out
     assert (out / "checkpoint.pt").exists() and load_weights(weights).metadata["steps"] == 2
+
+
+def test_an_export_without_onnx_keeps_the_weights_and_says_how_to_make_the_bundle(tmp_path: Path) -> None:
+    """A machine without the onnx package (a GPU lease) still exports the torch weights; the bundle
+    is left for later, with a warning naming the command."""
+    script = textwrap.dedent("""
+        import sys, warnings
+        class NoOnnx:
+            def find_spec(self, name, path=None, target=None):
+                if name.partition(".")[0] == "onnx":
+                    raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        sys.meta_path.insert(0, NoOnnx())
+        from vaecodec.model.hyperprior import HyperpriorModel, ModelConfig
+        from vaecodec.model.weights import load_weights, save_weights
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            save_weights(HyperpriorModel(ModelConfig(8, 12)), sys.argv[1])
+        assert len(caught) == 1 and "python -m vaecodec.model.weights" in str(caught[0].message), caught
+        load_weights(sys.argv[1])
+    """)
+    weights = tmp_path / "w.pt"
+    result = subprocess.run([sys.executable, "-c", script, str(weights)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert weights.exists() and not weights.with_suffix(".npz").exists()

@@ -53,7 +53,7 @@ BENCH = Extra("bench", "the bench", ("matplotlib", "scikit-image", "imagecodecs"
 PLOTS = Extra("bench", "vaecodec inspect", ("matplotlib",), frozenset({"matplotlib"}))
 RAY = Extra("ray", "vaecodec's Ray module", ("ray",), frozenset({"ray", "pyarrow"}))
 SHARDS = Extra("shards", "reading shards", ("webdataset",), frozenset({"webdataset"}))
-TORCH = Extra("torch", "training", ("torch",), frozenset({"torch", "torchvision", "pytorch_msssim"}))
+TORCH = Extra("torch", "training", ("torch", "pytorch-msssim", "onnx"), frozenset({"torch", "torchvision", "pytorch_msssim", "onnx"}))
 OPENVINO = Extra("openvino", "the openvino engine", ("openvino",), frozenset({"openvino"}))
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import warnings
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
@@ -30,7 +31,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from vaecodec.errors import VaecodecError
+from vaecodec.errors import MissingExtra, VaecodecError
+from vaecodec.extras import TORCH, needs_extra
 from vaecodec.latent.context import ContextCoder
 from vaecodec.latent.hyperprior import HyperpriorCoder
 from vaecodec.latent.kinds import CODERS, coder_class
@@ -108,13 +110,20 @@ def save_weights(model: HyperpriorModel, path: Path, metadata: dict | None = Non
     data = serialize_weights(model, metadata)
     path = Path(path)
     _write(path, data)
-    write_bundle(weights_from_bytes(data), path.with_suffix(BUNDLE_SUFFIX))
+    try:
+        write_bundle(weights_from_bytes(data), path.with_suffix(BUNDLE_SUFFIX))
+    except MissingExtra as missing:  # the weights are safe: a machine without onnx (a GPU lease) trains on
+        warnings.warn(f"{path}: no runtime bundle written ({missing}); write it where onnx is installed: "
+                      f"python -m vaecodec.model.weights {path}", RuntimeWarning, stacklevel=2)
     return weights_id_of(data)
 
 
 def write_bundle(trained: TrainedModel, path: Path) -> None:
     """Write the runtime bundle of loaded weights, with the transforms' ONNX graphs."""
-    from vaecodec.model.onnx_export import analysis_graph, hyper_analysis_graph, synthesis_graph
+    with needs_extra(TORCH.needed_by("the runtime bundle's ONNX export")):
+        import onnx  # noqa: F401 (torch's exporter needs it, and says so only once it runs)
+
+        from vaecodec.model.onnx_export import analysis_graph, hyper_analysis_graph, synthesis_graph
 
     model = trained.model
     graphs = {"analysis": analysis_graph(model), "hyper_analysis": hyper_analysis_graph(model),
