@@ -115,7 +115,7 @@ class TorchTransforms(TiledTransforms):
                                 f"{self.model.config.distortion}: use --effort 1 with them")
         lam = float(self.model.lambdas_at(torch.tensor([level_of(level_units)], device=self.device)))
         synthesis = sga.Synthesis(self.synthesis_gradients, *SYNTHESIS_TILING, scale=16)
-        image = torch.from_numpy(pixels[None]).to(self.device).float().div_(255)
+        image = torch.tensor(pixels[None], device=self.device).float().div_(255)  # a copy: the pixels may be read-only
         with self._strips_at_once(pixels.shape[1] * pixels.shape[2]) as workers:
             symbols = sga.refine(synthesis, image, self._tensors(gained), lam, optimisation, workers, progress)
         return symbols.cpu().numpy()
