@@ -156,7 +156,7 @@ def test_report_writer_on_synthetic_results(tmp_path: Path) -> None:
     assert "| WebP | -20.0 % | -20.0 % |" in report
     assert "not measured here" in report and "paper-codec" in report and "https://example.org/curve.json" in report
     assert "Skipped jxl: imagecodecs is not installed" in report
-    assert "## Machine and versions" in report and "| torch threads |" in report and "Incomplete" not in report
+    assert "## Machine and versions" in report and "| vaecodec threads |" in report and "Incomplete" not in report
     assert "load average" not in report  # not recorded by this run
     for load, says in ((9.0, "Other work shared the machine: the 1-minute load average reached 9.0"),
                        (1.2, "No other work was seen: the 1-minute load average stayed at or under 1.2")):

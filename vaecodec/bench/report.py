@@ -223,7 +223,7 @@ def _speed_section(results: dict[str, Any]) -> list[str]:
         "## Speed", "", "![Encode and decode times](speed.png)", "",
         f"Milliseconds per image: the median of {settings['repeats']} runs per image, averaged over images and "
         "qualities (in brackets, the fastest and slowest quality). Everything runs in one process, vaecodec's model "
-        f"loaded once; torch, AVIF and JPEG XL use {settings['threads']} threads, the other libraries one."
+        f"loaded once; vaecodec's engine, AVIF and JPEG XL use {settings['threads']} threads, the other libraries one."
         + _load_note(results),
         "",
         *_table(["codec", "encode ms", "decode ms"], rows),

@@ -14,6 +14,7 @@ codec, averaged over the images), ``bd_rate``, ``visual`` (the comparison crops)
 from __future__ import annotations
 
 import csv
+import importlib
 import io
 import json
 import os
@@ -145,24 +146,29 @@ def measure(codec: BenchCodec, pixels: np.ndarray, quality: float, repeats: int)
 def environment() -> dict[str, dict[str, Any]]:
     """The machine and the library versions the figures depend on."""
     import matplotlib
+    import onnxruntime
     import PIL
     import scipy
     import skimage
-    import torch
 
     import vaecodec
+    from vaecodec.engine import installed
+    from vaecodec.engine.tiles import threads
 
     cpu = platform.processor() or platform.machine()
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
         names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
         cpu = names[0] if names else cpu
+    versions = {"python": platform.python_version(), "vaecodec": vaecodec.__version__,
+                "onnxruntime": onnxruntime.__version__, "numpy": np.__version__, "pillow": PIL.__version__,
+                "scikit-image": skimage.__version__, "scipy": scipy.__version__, "matplotlib": matplotlib.__version__}
+    for optional in ("openvino", "torch"):  # the engines of the extras, where installed
+        if installed(optional):
+            versions[optional] = importlib.import_module(optional).__version__
     return {
-        "machine": {"cpu": cpu, "cores": os.cpu_count(), "torch threads": torch.get_num_threads(),
-                    "system": platform.platform()},
-        "versions": {"python": platform.python_version(), "vaecodec": vaecodec.__version__, "torch": torch.__version__,
-                     "numpy": np.__version__, "pillow": PIL.__version__, "scikit-image": skimage.__version__,
-                     "scipy": scipy.__version__, "matplotlib": matplotlib.__version__},
+        "machine": {"cpu": cpu, "cores": os.cpu_count(), "vaecodec threads": threads(), "system": platform.platform()},
+        "versions": versions,
     }
 
 
