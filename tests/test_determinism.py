@@ -50,7 +50,7 @@ if engine == "torch":
     import torch
     torch.set_num_threads(threads)
 import vaecodec
-from vaecodec.engine.tiles import set_threads
+from vaecodec.threads import set_threads
 set_threads(threads)
 codec = vaecodec.Codec(engine=engine, precision=precision)
 tag = f"{engine}-{precision}-{threads}"

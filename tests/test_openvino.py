@@ -90,7 +90,7 @@ import hashlib, sys
 import numpy as np
 from PIL import Image
 import vaecodec
-from vaecodec.engine.tiles import set_threads
+from vaecodec.threads import set_threads
 set_threads(int(sys.argv[1]))
 codec = vaecodec.Codec(engine="openvino")
 data = codec.compress(Image.open(sys.argv[2]), 60)

@@ -36,12 +36,13 @@ CODE = textwrap.dedent("""
     from PIL import Image
     engine, threads, runs, photo = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     import vaecodec
-    try:
-        from vaecodec.engine.tiles import set_threads
+    from pathlib import Path
+    if (Path(vaecodec.__file__).parent / "engine").is_dir():
+        from vaecodec.threads import set_threads
         set_threads(threads)
         codec = vaecodec.Codec() if engine == "baseline" else vaecodec.Codec(engine=engine)
         label = f"{codec.engine} {codec.precision}"
-    except ImportError:  # an earlier vaecodec: torch
+    else:  # an earlier vaecodec: torch
         import torch
         torch.set_num_threads(threads)
         codec = vaecodec.Codec()

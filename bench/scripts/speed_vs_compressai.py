@@ -23,7 +23,7 @@ from PIL import Image
 
 import vaecodec
 from vaecodec.engine import installed
-from vaecodec.engine.tiles import set_threads
+from vaecodec.threads import set_threads
 
 
 def median_seconds(work: Callable[[], object], repeats: int) -> float:

@@ -153,7 +153,7 @@ def environment() -> dict[str, dict[str, Any]]:
 
     import vaecodec
     from vaecodec.engine import installed
-    from vaecodec.engine.tiles import threads
+    from vaecodec.threads import threads
 
     cpu = platform.processor() or platform.machine()
     cpuinfo = Path("/proc/cpuinfo")

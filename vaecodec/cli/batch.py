@@ -5,7 +5,7 @@ its output: beside the input, or mirrored under ``--out-dir`` relative to the fo
 part of the glob) it was found in. ``run`` does the jobs one by one, or with ``-j N`` in N spawned
 worker processes; a failing job is reported and skipped so that the others still complete, and for
 batches a progress bar (on a terminal) and a summary line go to stderr. Every worker process runs
-its strips on one thread (``vaecodec.engine.tiles.set_threads``): the pool is the parallelism.
+its strips on one thread (``vaecodec.threads.set_threads``): the pool is the parallelism.
 
 Measured on the two-core machine this was built on, beside a training run (load average 3.6; the
 kernel's autogroup scheduling kept one core for the training whatever ran beside it), wall times
@@ -261,7 +261,7 @@ def _do(work: Callable[[Job], Outcome], job: Job) -> Outcome:
 
 def _start_worker(setup: Callable[[], object] | None) -> None:
     """A worker's start: the transforms get one thread (the pool is the parallelism); then ``setup``."""
-    from vaecodec.engine.tiles import set_threads
+    from vaecodec.threads import set_threads
 
     set_threads(1)
     if setup is not None:

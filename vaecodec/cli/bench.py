@@ -63,7 +63,7 @@ def _command_line(args: argparse.Namespace) -> str:
 def cmd_bench(args: argparse.Namespace) -> int:
     if (args.folder is None) == (args.dataset is None):
         raise UsageError("give either a FOLDER of images or --dataset kodak")
-    from vaecodec.engine.tiles import set_threads
+    from vaecodec.threads import set_threads
 
     with needs_extra(BENCH):  # matplotlib, scikit-image and scipy are imported here, not at start-up
         from vaecodec.bench.codecs import BenchOptions, base_name, build_codecs

@@ -10,7 +10,6 @@ to bytes) that depend on it (tests/test_determinism.py); threads across fixed st
 
 from __future__ import annotations
 
-import os
 from contextlib import contextmanager
 from fractions import Fraction
 from typing import TYPE_CHECKING, Iterator, Protocol
@@ -19,6 +18,7 @@ import numpy as np
 
 from vaecodec.errors import VaecodecError
 from vaecodec.model.tiling import map_tiles
+from vaecodec.threads import threads
 
 if TYPE_CHECKING:
     from vaecodec.model.bundle import Bundle
@@ -39,9 +39,6 @@ STRIDE = 64  # downsampling of the image to the hyper-latent: inputs are padded 
 PRECISIONS = ("auto", "fp32", "bf16")  # of the float networks; every engine takes these names
 GRAPHS = ("analysis", "hyper_analysis", "synthesis")  # a bundle's ONNX graphs, for the engines that run them
 
-_threads: int | None = None
-
-
 def cpu_graphs(bundle: Bundle, device: str, engine: str) -> dict[str, bytes]:
     """A bundle's ONNX graphs, for an engine that runs them on the CPU; a clean error for another
     device or a bundle without them."""
@@ -59,20 +56,6 @@ def check_precision(precision: str) -> str:
     if precision not in PRECISIONS:
         raise VaecodecError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     return precision
-
-
-def set_threads(count: int | None) -> None:
-    """How many strips run at once (None: one per CPU this process may use); worker processes
-    that are themselves the parallelism set 1."""
-    global _threads
-    _threads = count
-
-
-def threads() -> int:
-    """Strips at once: ``set_threads``'s, else ``OMP_NUM_THREADS`` (which Ray sets to an actor's
-    CPUs), else the CPUs this process may use."""
-    configured = os.environ.get("OMP_NUM_THREADS", "")
-    return _threads or (int(configured) if configured.isdigit() and int(configured) > 0 else len(os.sched_getaffinity(0)))
 
 
 def latent_size(width: int, height: int) -> tuple[int, int]:

@@ -150,9 +150,11 @@ class IntegerSequential:
     """A chain of integer convolutions and LeakyReLUs evaluated exactly, built from plain data
     (``LayerData``: what a weights bundle stores), quantized here.
 
-    Its matrix products run on one BLAS thread: they are small, the codec's strips are the
-    parallelism, and beside a busy core a second BLAS thread made kodim23's hyper-synthesis take
-    73 ms instead of 49 (the sums are exact either way)."""
+    Its matrix products run on one BLAS thread (the sums are exact either way). Two made kodim23's
+    hyper-synthesis alone faster on an idle machine (41 ms against 56) but the whole encode slower
+    (157-161 ms against 137-139 on ONNX Runtime: OpenBLAS's threads spin on after their work, while
+    the next strips need the cores), and beside a busy core the hyper-synthesis itself slower (73 ms
+    against 49)."""
 
     def __init__(self, layers: list[LayerData]) -> None:
         self.layers: list[Callable[[np.ndarray], np.ndarray]] = []
