@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import os
 
+# Above this many pixels an image's work runs on one thread: each strip in flight costs memory
+# (and each thread a heap of glibc's), and memory is what bounds large photos.
+PARALLEL_MAX_PIXELS = 8_000_000
+
 _threads: int | None = None
 
 
@@ -16,6 +20,11 @@ def set_threads(count: int | None) -> None:
     that are themselves the parallelism set 1."""
     global _threads
     _threads = count
+
+
+def threads_for(pixels: int) -> int:
+    """Threads for an image of this many pixels: ``threads()``, or one for the largest."""
+    return threads() if pixels <= PARALLEL_MAX_PIXELS else 1
 
 
 def threads() -> int:

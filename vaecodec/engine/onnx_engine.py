@@ -17,7 +17,8 @@ import numpy as np
 import onnxruntime as ort
 
 from vaecodec.allocator import keep_freed_memory
-from vaecodec.engine.tiles import PARALLEL_MAX_PIXELS, GraphTransforms, cpu_graphs
+from vaecodec.engine.tiles import GraphTransforms, cpu_graphs
+from vaecodec.threads import PARALLEL_MAX_PIXELS
 from vaecodec.errors import VaecodecError
 from vaecodec.model.bundle import Bundle
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from vaecodec.errors import VaecodecError
 from vaecodec.model.tiling import map_tiles
-from vaecodec.threads import threads
+from vaecodec.threads import threads_for
 
 if TYPE_CHECKING:
     from vaecodec.model.bundle import Bundle
@@ -31,9 +31,6 @@ if TYPE_CHECKING:
 ANALYSIS_TILING = ((256, 2048), 32)
 HYPER_ANALYSIS_TILING = (256, 8)
 SYNTHESIS_TILING = ((16, 128), 2)
-# Above this many pixels the strips run one at a time: each strip in flight costs memory, and
-# memory is what bounds large photos.
-PARALLEL_MAX_PIXELS = 8_000_000
 STRIDE = 64  # downsampling of the image to the hyper-latent: inputs are padded to a multiple of this
 
 PRECISIONS = ("auto", "fp32", "bf16")  # of the float networks; every engine takes these names
@@ -101,7 +98,7 @@ class TiledTransforms:
     def _strips_at_once(self, pixels: int) -> Iterator[int]:
         """Yields how many strips to run at once; an engine whose networks would otherwise use
         several threads each sets them to one here."""
-        yield threads() if pixels <= PARALLEL_MAX_PIXELS else 1
+        yield threads_for(pixels)
 
     def analyse(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         height, width = pixels.shape[-2:]

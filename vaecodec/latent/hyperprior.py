@@ -30,6 +30,7 @@ from vaecodec.entropy.tables import LOG_UNIT, SCALE_TABLE, scale_index
 from vaecodec.model.fixed_point import ACT_BITS, IntegerSequential, LayerData, log_scales, to_fixed
 from vaecodec.model.rate_levels import blend_exact, blend_one, level_of
 from vaecodec.model.tiling import map_tiles
+from vaecodec.threads import threads_for
 
 if TYPE_CHECKING:  # export only (torch)
     from vaecodec.model.bundle import Bundle
@@ -66,7 +67,10 @@ class IntegerEntropyParameters:
             return np.concatenate([means / (1 << ACT_BITS), log_scales(raw_scales, self.log_scale_table)],
                                   axis=1, dtype=np.float32)
 
-        x = map_tiles(self.network, to_fixed(z), Fraction(4), TILE, TILE_MARGIN, finish=finish)
+        # The channels on the codec's threads, but for large images (as the strips of the transforms)
+        pixels = z.shape[-2] * z.shape[-1] * 64**2  # the image's, padded: a hyper-latent element per 64x64
+        network = functools.partial(self.network, workers=threads_for(pixels))
+        x = map_tiles(network, to_fixed(z), Fraction(4), TILE, TILE_MARGIN, finish=finish)
         half = x.shape[1] // 2
         return x[:, :half], x[:, half:].astype(np.int32)
 
