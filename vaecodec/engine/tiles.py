@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Iterator, Protocol
 import numpy as np
 
 from vaecodec.errors import VaecodecError
+from vaecodec.model.config import STRIDE
 from vaecodec.model.tiling import map_tiles
 from vaecodec.threads import threads_for
 
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
 ANALYSIS_TILING = ((256, 2048), 32)
 HYPER_ANALYSIS_TILING = (256, 8)
 SYNTHESIS_TILING = ((16, 128), 2)
-STRIDE = 64  # downsampling of the image to the hyper-latent: inputs are padded to a multiple of this
 
 PRECISIONS = ("auto", "fp32", "bf16")  # of the float networks; every engine takes these names
 GRAPHS = ("analysis", "hyper_analysis", "synthesis")  # a bundle's ONNX graphs, for the engines that run them

@@ -27,6 +27,7 @@ import numpy as np
 
 from vaecodec.entropy.coder import CodingTables, SegmentReader
 from vaecodec.entropy.tables import LOG_UNIT, SCALE_TABLE, scale_index
+from vaecodec.model.config import STRIDE
 from vaecodec.model.fixed_point import ACT_BITS, IntegerSequential, LayerData, log_scales, to_fixed
 from vaecodec.model.rate_levels import blend_exact, blend_one, level_of
 from vaecodec.model.tiling import map_tiles
@@ -68,7 +69,7 @@ class IntegerEntropyParameters:
                                   axis=1, dtype=np.float32)
 
         # The channels on the codec's threads, but for large images (as the strips of the transforms)
-        pixels = z.shape[-2] * z.shape[-1] * 64**2  # the image's, padded: a hyper-latent element per 64x64
+        pixels = z.shape[-2] * z.shape[-1] * STRIDE**2  # the image's, padded: a hyper-latent element per stride²
         network = functools.partial(self.network, workers=threads_for(pixels))
         x = map_tiles(network, to_fixed(z), Fraction(4), TILE, TILE_MARGIN, finish=finish)
         half = x.shape[1] // 2
@@ -119,7 +120,8 @@ class GainedLatent:
     """A prepared latent as the coder sees it at one rate level, for choosing its symbols by
     optimisation (``vaecodec.latent.sga``): the symbols are round(residual); the decoder's latent is
     (symbols + offset) * inverse_gain; each symbol is coded under a zero-mean Gaussian of ``scales``
-    (its table's scale). All (1, M, h, w) float32 but the gains (1, M, 1, 1).
+    (its table's scale). All (1, M, h, w) float32 but the gains (1, M, 1, 1): numpy arrays from the
+    coder, torch tensors on the search's device inside the effort (``TorchTransforms._tensors``).
 
     The offsets and scales are those of the plain symbols, round(residual). Where other symbols
     would change them (a context coder: earlier groups' symbols set later groups' means and

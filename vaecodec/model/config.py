@@ -16,6 +16,9 @@ DEFAULT_LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.180
 # beside its MSE ones (2.40 ... 115.37 at 0.0018 ... 0.0932), and 480 at the top level (MSE 0.225),
 # which a fine-tuning probe measured to keep that level's rate where the MSE model had it.
 MS_SSIM_LAMBDAS = (2.40, 4.58, 8.73, 16.64, 31.73, 60.50, 115.37, 480.0)
+# Downsampling of the image to the hyper-latent (the transforms' 16, the hyper-analysis' 4):
+# inputs are padded to a multiple of this.
+STRIDE = 64
 
 
 @dataclass(frozen=True)

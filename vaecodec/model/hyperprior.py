@@ -62,9 +62,6 @@ _SMALLEST_SCALE = math.log1p(math.exp(-16))
 class HyperpriorModel(nn.Module):
     """Mean-scale hyperprior with gain units; see the module docstring."""
 
-    # Downsampling of the image to the hyper-latent: inputs are padded to a multiple of this.
-    STRIDE = 64
-
     def __init__(self, config: ModelConfig = ModelConfig()) -> None:
         super().__init__()
         self.config = config
