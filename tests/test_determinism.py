@@ -109,9 +109,8 @@ def reversed_sums(params: IntegerEntropyParameters) -> IntegerEntropyParameters:
     flip = lambda x: x[:, ::-1]  # noqa: E731
     layers = []
     for layer in params.network.layers:
-        if isinstance(layer, IntegerConv):
-            layer = copy.copy(layer)
-            layer.taps, layer.bias = np.ascontiguousarray(layer.taps[:, :, ::-1, ::-1]), layer.bias[::-1].copy()
+        if isinstance(layer, IntegerConv):  # (out, in) or (in, out) first: both reversed
+            layer = IntegerConv(layer.weight[::-1, ::-1].copy(), layer.bias[::-1].copy(), layer.spec)
         layers.append(layer)
     reordered = copy.copy(params)
     reordered.network = copy.copy(params.network)
