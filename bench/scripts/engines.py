@@ -10,7 +10,8 @@ processes:
 - a cold ``vaecodec decode`` of a 256x256 file: wall time and peak resident memory of the whole
   command (interpreter start, imports, weights, decode), the median of ``--runs``;
 - in one process, the photo coded at quality 50: encode and decode, the median of ``--runs``
-  after a warm-up.
+  after a warm-up; ``--rounds`` such processes per engine, the engines in turn, and the median of
+  their medians (the machine's speed drifts by minutes).
 
 Each variant runs with ``--threads`` strips at once and as many threads for torch; numpy's BLAS
 gets one thread (``OPENBLAS_NUM_THREADS=1``), as the codec's integer networks take it anyway. The
@@ -100,6 +101,7 @@ def main() -> None:
     parser.add_argument("--baseline", type=Path, help="an earlier vaecodec checkout to time beside this one")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3, help="fresh processes per engine, in turn (median of their medians)")
     args = parser.parse_args()
     import importlib.util
 
@@ -114,15 +116,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         small = Path(folder) / "small.vae"
         small.write_bytes(vaecodec.Codec(engine="onnxruntime").compress(Image.open(args.photo).convert("RGB").crop((0, 0, 256, 256)), 50))
-        for engine in engines:
-            result = subprocess.run([sys.executable, "-c", CODE, engine, str(args.threads), str(args.runs),
-                                     str(Path(args.photo).resolve())], check=True, capture_output=True, text=True,
-                                    env=environment(engine, args.baseline, args.threads), cwd=folder)
-            timing = json.loads(result.stdout)
-            rows.append((engine, timing))
+        timings: dict[str, list[dict]] = {engine: [] for engine in engines}
+        for _ in range(args.rounds):  # the engines in turn, so that a slower minute falls on each
+            for engine in engines:
+                result = subprocess.run([sys.executable, "-c", CODE, engine, str(args.threads), str(args.runs),
+                                         str(Path(args.photo).resolve())], check=True, capture_output=True, text=True,
+                                        env=environment(engine, args.baseline, args.threads), cwd=folder)
+                timings[engine].append(json.loads(result.stdout))
+        for engine, runs in timings.items():
+            rows.append((engine, {**runs[0], **{key: statistics.median(run[key] for run in runs)
+                                                for key in ("encode", "decode")}}))
         colds = {engine: cold_decode(engine, args.baseline, args.threads, args.runs, small) for engine in engines}
-    print(f"kodim23 at quality 50 ({rows[0][1]['bytes']} bytes), {args.threads} threads, median of {args.runs}; "
-          f"cold decode of a 256x256 file\n")
+    print(f"kodim23 at quality 50 ({rows[0][1]['bytes']} bytes), {args.threads} threads, the median over "
+          f"{args.rounds} processes of the median of {args.runs}; cold decode of a 256x256 file\n")
     print("| engine | encode | decode | cold decode | its peak memory |")
     print("|---|---|---|---|---|")
     for engine, timing in rows:

@@ -145,16 +145,18 @@ class _Winograd:
         largest_product = np.abs(self.kernel).sum(axis=2).max() * largest_input
         self.exact = largest_product * np.abs(self.outputs).sum(axis=1).max() < 2**53
 
-    def chunks(self, channels: int, rows: int, cols: int) -> list[tuple[int, np.ndarray]]:
-        """Empty transformed inputs for ``rows`` x ``cols`` outputs: (first block row, (alpha^2,
-        channels, block rows, block columns)) per chunk."""
-        (kh, kw), (block_rows, block_cols) = self.size, (-(-rows // 2), -(-cols // 2))
+    def chunks(self, rows: int, cols: int) -> list[tuple[int, int, int]]:
+        """The chunks of ``rows`` x ``cols`` outputs: (first block row, block rows, block columns)."""
+        block_rows, block_cols = -(-rows // 2), -(-cols // 2)
         step = max(1, CHUNK_TILES // block_cols)
-        return [(first, np.empty(((kh + 1) * (kw + 1), channels, min(step, block_rows - first), block_cols)))
-                for first in range(0, block_rows, step)]
+        return [(first, min(step, block_rows - first), block_cols) for first in range(0, block_rows, step)]
+
+    def empty(self, channels: int, count: int, block_cols: int) -> np.ndarray:
+        """An empty chunk of transformed inputs: (alpha^2, channels, block rows, block columns)."""
+        return np.empty(((self.size[0] + 1) * (self.size[1] + 1), channels, count, block_cols))
 
     def transform(self, x: np.ndarray, top: int, left: int, first: int, chunk: np.ndarray) -> None:
-        """Fill ``chunk`` (some input channels of one of ``chunks``) with B^T d B of the input
+        """Fill ``chunk`` (some input channels of a chunk from ``empty``) with B^T d B of the input
         blocks of x (those channels), the block of the first output reading x[:, top, left]."""
         (kh, kw), (_, channels, count, block_cols) = self.size, chunk.shape
         window = _window(x, top + 2 * first, 2 * count + kh - 1, left, 2 * block_cols + kw - 1)
@@ -165,20 +167,19 @@ class _Winograd:
             for j, b_col in enumerate(self.b_cols):
                 _combine(b_col, columns, chunk[i * (kw + 1) + j])
 
-    def __call__(self, chunks: list[tuple[int, np.ndarray]], outputs: slice, out: np.ndarray) -> None:
-        """The correlation's ``outputs`` channels into ``out`` (out, rows, cols)."""
-        rows, cols = out.shape[1:]
+    def __call__(self, first: int, chunk: np.ndarray, outputs: slice, out: np.ndarray) -> None:
+        """The correlation's ``outputs`` channels into ``out`` (out, rows, cols), for the blocks of
+        one chunk of transformed inputs (its first block row ``first``)."""
+        _, _, count, block_cols = chunk.shape
+        rows = min(2 * count, out.shape[1] - 2 * first)
+        inputs = chunk.reshape(*chunk.shape[:2], -1)
         for channel in range(outputs.start, outputs.stop, OUTPUT_BLOCK):
             kernel = self.kernel[:, channel : min(channel + OUTPUT_BLOCK, outputs.stop)]
-            done = channel - outputs.start
-            for first, chunk in chunks:
-                _, _, count, block_cols = chunk.shape
-                products = np.matmul(kernel, chunk.reshape(*chunk.shape[:2], -1))  # (alpha^2, out, blocks)
-                blocks = (self.outputs @ products.reshape(len(products), -1)).reshape(2, 2, kernel.shape[1], count,
-                                                                                      block_cols)
-                blocks = blocks.transpose(2, 3, 0, 4, 1).reshape(kernel.shape[1], 2 * count, 2 * block_cols)
-                target = out[done : done + kernel.shape[1], 2 * first : 2 * (first + count)]
-                np.multiply(blocks[:, : target.shape[1], :cols], 1 / self.scale, out=target)  # exact: a power of two
+            products = np.matmul(kernel, inputs)  # (alpha^2, out, blocks)
+            blocks = (self.outputs @ products.reshape(len(products), -1)).reshape(2, 2, kernel.shape[1], count, block_cols)
+            blocks = blocks.transpose(2, 3, 0, 4, 1).reshape(kernel.shape[1], 2 * count, 2 * block_cols)
+            target = out[channel - outputs.start : channel - outputs.start + kernel.shape[1], 2 * first : 2 * first + rows]
+            np.multiply(blocks[:, :rows, : out.shape[2]], 1 / self.scale, out=target)  # exact: a power of two
 
 
 @dataclass(frozen=True)
@@ -256,15 +257,16 @@ class IntegerConv:
             with ThreadPoolExecutor(count) as own:
                 return self(x, count, own)
         each = pool.map if count > 1 else map
+
+        def share(task: Callable[[slice], None], total: int) -> None:
+            list(each(task, _parts(total, count)))
+
         out = np.empty((outputs, rows, cols))
-        work = self._prepare(x[0], out, lambda task, parts: list(each(task, _parts(parts, count))))
-        list(each(work, _parts(outputs, count)))
+        self._fill(x[0], out, share)
         return out[None]
 
-    def _prepare(self, x: np.ndarray, out: np.ndarray, share: Callable[[Callable[[slice], None], int], None]
-                 ) -> Callable[[slice], None]:
-        """What fills ``out``'s channels from (in, H, W), the work they share done first (``share``
-        runs a task over parts of a count)."""
+    def _fill(self, x: np.ndarray, out: np.ndarray, share: Callable[[Callable[[slice], None], int], None]) -> None:
+        """``out`` from (in, H, W), ``share`` running each task over parts of its channels."""
         s, (rows, cols) = self.spec.stride, out.shape[1:]
         sizes = [(len(range(phase.row, rows, s)), len(range(phase.col, cols, s))) for phase in self.phases]
         if not self.phases or min(min(size) for size in sizes) == 0:
@@ -274,22 +276,16 @@ class IntegerConv:
                 out[outputs] = run(x, outputs)
                 self._finish(out[outputs], outputs)
 
-            return direct
-        chunks = [phase.correlation.chunks(len(x), *size) for phase, size in zip(self.phases, sizes)]
-
-        def transform(channels: slice) -> None:
-            for phase, phase_chunks in zip(self.phases, chunks):
-                for first, chunk in phase_chunks:
-                    phase.correlation.transform(x[channels], phase.top, phase.left, first, chunk[:, channels])
-
-        share(transform, len(x))
-
-        def winograd(outputs: slice) -> None:
-            for phase, phase_chunks in zip(self.phases, chunks):
-                phase.correlation(phase_chunks, outputs, out[outputs, phase.row :: s, phase.col :: s])
-            self._finish(out[outputs], outputs)
-
-        return winograd
+            share(direct, len(out))
+            return
+        for phase, size in zip(self.phases, sizes):
+            correlation, phase_out = phase.correlation, out[:, phase.row :: s, phase.col :: s]
+            for first, count, block_cols in correlation.chunks(*size):  # one chunk's inputs at a time: memory
+                chunk = correlation.empty(len(x), count, block_cols)
+                share(lambda channels: correlation.transform(x[channels], phase.top, phase.left, first,
+                                                             chunk[:, channels]), len(x))
+                share(lambda outputs: correlation(first, chunk, outputs, phase_out[outputs]), len(out))
+        share(lambda outputs: self._finish(out[outputs], outputs), len(out))
 
     def _finish(self, sums: np.ndarray, outputs: slice) -> None:
         """In place, exactly: the sums plus the bias, rescaled from WEIGHT_BITS + ACT_BITS
