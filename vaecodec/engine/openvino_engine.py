@@ -12,7 +12,8 @@ shared strips (``vaecodec.engine.tiles``) are the parallelism. A model compiled 
 one inference at a time (a second thread's waits for the first), so each thread in flight gets a
 compiled model of its own: compiled on first need, kept for the process, and handed back to a pool
 after each call. So there are as many as strips ever ran at once (one per graph for a single
-thread), and memory follows the strips in flight, as with the other engines. Outputs were
+thread), and memory follows the strips in flight, as with the other engines; a large image's are
+let go when it is done (their buffers fit its strips). Outputs were
 bit-identical at one and two threads and across concurrent tiles (runs/engines/report.md;
 tests/test_openvino.py pins the bytes).
 """
@@ -20,6 +21,8 @@ tests/test_openvino.py pins the bytes).
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
+from typing import Iterator
 
 import numpy as np
 import openvino as ov
@@ -27,6 +30,7 @@ import openvino as ov
 from vaecodec.engine.tiles import GRAPHS, GraphTransforms, check_precision, cpu_graphs
 from vaecodec.errors import VaecodecError
 from vaecodec.model.bundle import Bundle
+from vaecodec.threads import PARALLEL_MAX_PIXELS
 
 # OpenVINO's names of the precisions it may run in, as the codec names them.
 _PRECISION_NAMES = {ov.Type.bf16: "bf16", ov.Type.f32: "fp32"}
@@ -70,12 +74,12 @@ class OpenVinoTransforms(GraphTransforms):
         self.precision = "bf16" if native else "fp32"
         self._graphs = graphs
         self._models: dict[str, ov.Model] = {}
-        self._idle: dict[str, list[ov.InferRequest]] = {name: [] for name in GRAPHS}
-        self._kept: list[ov.CompiledModel] = []  # every compiled model, for the life of its request
+        # Idle compiled models and their infer requests (a request needs its model kept alive).
+        self._idle: dict[str, list[tuple[ov.CompiledModel, ov.InferRequest]]] = {name: [] for name in GRAPHS}
         self._lock = threading.Lock()
 
-    def _compiled(self, name: str) -> ov.InferRequest:
-        """A newly compiled model of a graph, as its infer request (called holding the lock)."""
+    def _compiled(self, name: str) -> tuple[ov.CompiledModel, ov.InferRequest]:
+        """A newly compiled model of a graph, with its infer request (called holding the lock)."""
         if name not in self._models:
             self._models[name] = core().read_model(self._graphs[name])
         compiled = core().compile_model(self._models[name], "CPU", self._config)
@@ -83,15 +87,27 @@ class OpenVinoTransforms(GraphTransforms):
         if ran not in _PRECISION_NAMES:
             raise VaecodecError(f"OpenVINO compiled the {name} graph for {ran}, not bf16 or f32; use --engine onnxruntime")
         self.precision = _PRECISION_NAMES[ran]  # what the plugin runs, whatever was asked
-        self._kept.append(compiled)
-        return compiled.create_infer_request()
+        return compiled, compiled.create_infer_request()
+
+    @contextmanager
+    def _strips_at_once(self, pixels: int) -> Iterator[int]:
+        """As every engine; after a large image, the idle compiled models go: each keeps the
+        buffers of the largest strip it ran (a 24-megapixel encode peaked at 1.11-1.15 GB with
+        them, 1.00 GB without), and compiling again costs far less than such an image's coding."""
+        try:
+            with super()._strips_at_once(pixels) as workers:
+                yield workers
+        finally:
+            if pixels > PARALLEL_MAX_PIXELS:
+                with self._lock:
+                    self._idle = {name: [] for name in GRAPHS}
 
     def _run(self, name: str, x: np.ndarray) -> np.ndarray:
         with self._lock:
-            request = self._idle[name].pop() if self._idle[name] else self._compiled(name)
+            compiled, request = self._idle[name].pop() if self._idle[name] else self._compiled(name)
         try:
             # infer copies the output out of the request's buffer, which the next call reuses.
             return request.infer({"x": np.ascontiguousarray(x, dtype=np.float32)})[0]
         finally:
             with self._lock:
-                self._idle[name].append(request)
+                self._idle[name].append((compiled, request))
