@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 
-# Above this many pixels an image's work runs on one thread: each strip in flight costs memory
-# (and each thread a heap of glibc's), and memory is what bounds large photos.
+# Above this many pixels an image's strips run one at a time, and its integer networks on one
+# thread: each strip in flight costs memory (and each Python thread a heap of glibc's), and memory
+# is what bounds large photos. (An engine whose strips run one at a time on all the threads,
+# ``TiledTransforms.threads_per_strip``, keeps them for large images too.)
 PARALLEL_MAX_PIXELS = 8_000_000
 
 _threads: int | None = None
