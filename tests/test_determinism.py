@@ -22,6 +22,7 @@ from PIL import Image
 
 import vaecodec
 from vaecodec.codec import get_codec
+from vaecodec.engine import installed
 from vaecodec.latent.hyperprior import IntegerEntropyParameters
 from vaecodec.model.fixed_point import ACT_BITS, IntegerConv
 
@@ -31,9 +32,12 @@ if torch is not None:
     import torch.nn.functional as F
 
 THREAD_COUNTS = (1, 2)
-# (engine, precision): the core install's ONNX Runtime, and torch at its default ("auto": bf16
-# where native) and in fp32, the precision every machine has.
+# (engine, precision): the core install's ONNX Runtime, and OpenVINO and torch at their default
+# ("auto": bf16 where native) and in fp32, the precision every machine has.
+needs_openvino = pytest.mark.skipif(not installed("openvino"), reason="needs the openvino extra")
 SETTINGS = [pytest.param(("onnxruntime", "auto"), id="onnxruntime-auto"),
+            pytest.param(("openvino", "auto"), marks=needs_openvino, id="openvino-auto"),
+            pytest.param(("openvino", "fp32"), marks=needs_openvino, id="openvino-fp32"),
             pytest.param(("torch", "auto"), marks=needs_torch, id="torch-auto"),
             pytest.param(("torch", "fp32"), marks=needs_torch, id="torch-fp32")]
 

@@ -41,7 +41,6 @@ class OnnxTransforms(GraphTransforms):
     """A bundle's transforms on ONNX Runtime."""
 
     engine = "onnxruntime"
-    threads_per_strip = True
 
     def __init__(self, bundle: Bundle, device: str = "cpu", precision: str = "auto",
                  trained: object | None = None) -> None:

@@ -7,15 +7,13 @@ Runtime; and 86 and 122 ms in fp32. Its bf16 also runs the synthesis's last (RGB
 which costs a little more quality than torch's bf16 (-0.051 dB at the top rate level against
 -0.036); "fp32" (``INFERENCE_PRECISION_HINT`` f32) gives ONNX Runtime's pixels up to rounding.
 
-Every inference runs on one thread (``INFERENCE_NUM_THREADS`` 1), in the thread that calls it: the
-shared strips (``vaecodec.engine.tiles``) are the parallelism. A model compiled with one stream runs
-one inference at a time (a second thread's waits for the first), so each thread in flight gets a
+Each inference runs on the codec's threads (``INFERENCE_NUM_THREADS``), the strips one at a time
+(``vaecodec.engine.tiles.GraphTransforms``): its outputs were bit-identical at 1 to 4 threads in
+both precisions. A model compiled with one stream runs one inference at a time (a second thread's
+waits for the first), so each calling thread in flight (several codecs' users at once) gets a
 compiled model of its own: compiled on first need, kept for the process, and handed back to a pool
-after each call. So there are as many as strips ever ran at once (one per graph for a single
-thread), and memory follows the strips in flight, as with the other engines; a large image's are
-let go when it is done (their buffers fit its strips). Outputs were
-bit-identical at one and two threads and across concurrent tiles (runs/engines/report.md;
-tests/test_openvino.py pins the bytes).
+after each call; a large image's are let go when it is done (their buffers fit its strips).
+tests/test_openvino.py pins the bytes.
 """
 
 from __future__ import annotations
@@ -27,10 +25,10 @@ from typing import Iterator
 import numpy as np
 import openvino as ov
 
-from vaecodec.engine.tiles import GRAPHS, GraphTransforms, check_precision, cpu_graphs
+from vaecodec.engine.tiles import GraphTransforms, check_precision, cpu_graphs
 from vaecodec.errors import VaecodecError
 from vaecodec.model.bundle import Bundle
-from vaecodec.threads import PARALLEL_MAX_PIXELS
+from vaecodec.threads import PARALLEL_MAX_PIXELS, threads
 
 # OpenVINO's names of the precisions it may run in, as the codec names them.
 _PRECISION_NAMES = {ov.Type.bf16: "bf16", ov.Type.f32: "fp32"}
@@ -75,14 +73,15 @@ class OpenVinoTransforms(GraphTransforms):
         self._graphs = graphs
         self._models: dict[str, ov.Model] = {}
         # Idle compiled models and their infer requests (a request needs its model kept alive).
-        self._idle: dict[str, list[tuple[ov.CompiledModel, ov.InferRequest]]] = {name: [] for name in GRAPHS}
+        self._idle: dict[tuple[str, int], list[tuple[ov.CompiledModel, ov.InferRequest]]] = {}
         self._lock = threading.Lock()
 
-    def _compiled(self, name: str) -> tuple[ov.CompiledModel, ov.InferRequest]:
-        """A newly compiled model of a graph, with its infer request (called holding the lock)."""
+    def _compiled(self, name: str, count: int) -> tuple[ov.CompiledModel, ov.InferRequest]:
+        """A newly compiled model of a graph for ``count`` threads, with its infer request (called
+        holding the lock)."""
         if name not in self._models:
             self._models[name] = core().read_model(self._graphs[name])
-        compiled = core().compile_model(self._models[name], "CPU", self._config)
+        compiled = core().compile_model(self._models[name], "CPU", {**self._config, "INFERENCE_NUM_THREADS": count})
         ran = compiled.get_property("INFERENCE_PRECISION_HINT")
         if ran not in _PRECISION_NAMES:
             raise VaecodecError(f"OpenVINO compiled the {name} graph for {ran}, not bf16 or f32; use --engine onnxruntime")
@@ -100,14 +99,16 @@ class OpenVinoTransforms(GraphTransforms):
         finally:
             if pixels > PARALLEL_MAX_PIXELS:
                 with self._lock:
-                    self._idle = {name: [] for name in GRAPHS}
+                    self._idle.clear()
 
     def _run(self, name: str, x: np.ndarray) -> np.ndarray:
+        key = name, threads()
         with self._lock:
-            compiled, request = self._idle[name].pop() if self._idle[name] else self._compiled(name)
+            idle = self._idle.setdefault(key, [])
+            compiled, request = idle.pop() if idle else self._compiled(*key)
         try:
             # infer copies the output out of the request's buffer, which the next call reuses.
             return request.infer({"x": np.ascontiguousarray(x, dtype=np.float32)})[0]
         finally:
             with self._lock:
-                self._idle[name].append((compiled, request))
+                self._idle.setdefault(key, []).append((compiled, request))

@@ -143,7 +143,11 @@ class TiledTransforms:
 
 class GraphTransforms(TiledTransforms):
     """An engine that runs a bundle's ONNX graphs (``GRAPHS``): each network is one graph, input
-    "x", output "y"."""
+    "x", output "y". ONNX Runtime and OpenVINO share out a convolution's outputs between their
+    threads, never a sum: their outputs were bit-identical at 1 to 4 threads (both precisions of
+    OpenVINO; tests/test_determinism.py checks 1 and 2), so their strips take all the threads."""
+
+    threads_per_strip = True
 
     def _run(self, name: str, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
