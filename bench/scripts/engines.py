@@ -35,18 +35,18 @@ CODE = textwrap.dedent("""
     import json, statistics, sys, time
     import numpy as np
     from PIL import Image
-    engine, threads, runs, photo = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    engine, threads, runs, photo, precision = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
     import vaecodec
     from pathlib import Path
     if (Path(vaecodec.__file__).parent / "engine").is_dir():
         from vaecodec.threads import set_threads
         set_threads(threads)
-        codec = vaecodec.Codec() if engine == "baseline" else vaecodec.Codec(engine=engine)
+        codec = vaecodec.Codec(precision=precision) if engine == "baseline" else vaecodec.Codec(engine=engine, precision=precision)
         label = f"{codec.engine} {codec.precision}"
     else:  # an earlier vaecodec: torch
         import torch
         torch.set_num_threads(threads)
-        codec = vaecodec.Codec()
+        codec = vaecodec.Codec(precision=precision)
         label = f"torch {codec.precision} (earlier vaecodec)"
     image = np.asarray(Image.open(photo).convert("RGB"))
     def median(work):
@@ -101,6 +101,8 @@ def main() -> None:
     parser.add_argument("--baseline", type=Path, help="an earlier vaecodec checkout to time beside this one")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32"],
+                        help="of every variant (fp32: as on a CPU without bf16, where the earlier vaecodec ran fp32)")
     parser.add_argument("--rounds", type=int, default=3, help="fresh processes per engine, in turn (median of their medians)")
     args = parser.parse_args()
     import importlib.util
@@ -120,7 +122,8 @@ def main() -> None:
         for _ in range(args.rounds):  # the engines in turn, so that a slower minute falls on each
             for engine in engines:
                 result = subprocess.run([sys.executable, "-c", CODE, engine, str(args.threads), str(args.runs),
-                                         str(Path(args.photo).resolve())], check=True, capture_output=True, text=True,
+                                         str(Path(args.photo).resolve()), args.precision], check=True, capture_output=True,
+                                        text=True,
                                         env=environment(engine, args.baseline, args.threads), cwd=folder)
                 timings[engine].append(json.loads(result.stdout))
         for engine, runs in timings.items():
