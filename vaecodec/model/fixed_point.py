@@ -119,6 +119,7 @@ def _combine(coefficients: np.ndarray, parts: list[np.ndarray], out: np.ndarray)
 
 
 def _parts(count: int, parts: int) -> list[slice]:
+    """``parts`` slices that share out range(count)."""
     return [slice(k * count // parts, (k + 1) * count // parts) for k in range(parts)]
 
 
@@ -241,7 +242,8 @@ class IntegerConv:
     def output_size(self, height: int, width: int) -> tuple[int, int]:
         k, s, p = self.taps.shape[0], self.spec.stride, self.spec.padding
         if self.spec.transposed:
-            return (height - 1) * s - 2 * p + k + self.spec.output_padding, (width - 1) * s - 2 * p + k + self.spec.output_padding
+            extra = k - 2 * p + self.spec.output_padding
+            return (height - 1) * s + extra, (width - 1) * s + extra
         return (height + 2 * p - k) // s + 1, (width + 2 * p - k) // s + 1
 
     def __call__(self, x: np.ndarray, workers: int = 1, pool: ThreadPoolExecutor | None = None) -> np.ndarray:
