@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import zip_longest
 from functools import lru_cache
 from typing import Callable
 
@@ -280,14 +281,26 @@ class IntegerConv:
 
             share(direct, len(out))
             return
-        for phase, size in zip(self.phases, sizes):
-            correlation, phase_out = phase.correlation, out[:, phase.row :: s, phase.col :: s]
-            for first, count, block_cols in correlation.chunks(*size):  # one chunk's inputs at a time: memory
-                chunk = correlation.empty(len(x), count, block_cols)
-                share(lambda channels: correlation.transform(x[channels], phase.top, phase.left, first,
-                                                             chunk[:, channels]), len(x))
-                share(lambda outputs: correlation(first, chunk, outputs, phase_out[outputs]), len(out))
-        share(lambda outputs: self._finish(out[outputs], outputs), len(out))
+        # Round k takes every phase's k-th chunk of inputs (their chunks alike but for a row), so
+        # that the threads meet twice a round rather than twice per phase and chunk; the last
+        # round's tasks finish their outputs. One round's inputs are held at a time.
+        rounds = list(zip_longest(*(phase.correlation.chunks(*size) for phase, size in zip(self.phases, sizes))))
+        for number, chunks in enumerate(rounds, 1):
+            work = [(phase, chunk[0], phase.correlation.empty(len(x), *chunk[1:]))
+                    for phase, chunk in zip(self.phases, chunks) if chunk is not None]
+
+            def transform(channels: slice) -> None:
+                for phase, first, inputs in work:
+                    phase.correlation.transform(x[channels], phase.top, phase.left, first, inputs[:, channels])
+
+            def multiply(outputs: slice) -> None:
+                for phase, first, inputs in work:
+                    phase.correlation(first, inputs, outputs, out[outputs, phase.row :: s, phase.col :: s])
+                if number == len(rounds):
+                    self._finish(out[outputs], outputs)
+
+            share(transform, len(x))
+            share(multiply, len(out))
 
     def _finish(self, sums: np.ndarray, outputs: slice) -> None:
         """In place, exactly: the sums plus the bias, rescaled from WEIGHT_BITS + ACT_BITS
@@ -324,7 +337,11 @@ class IntegerConv:
 
 
 def integer_leaky_relu(x: np.ndarray) -> np.ndarray:
-    return np.where(x < 0, np.floor(x * LEAKY_NUMERATOR / 4096), x)
+    """floor(x * LEAKY_NUMERATOR / 4096) where x < 0, else x: for integers that is the larger of the
+    two (the product is exact: the slope is a multiple of 2**-12, the sums far below 2**53)."""
+    sloped = x * (LEAKY_NUMERATOR / 4096)
+    np.floor(sloped, out=sloped)
+    return np.maximum(x, sloped, out=sloped)
 
 
 # A layer of an integer network as plain data: ("conv", weight, bias, spec), the weight and bias
