@@ -204,8 +204,8 @@ class IntegerConv:
     A stride-1 convolution of 2x2 or 3x3 taps, and a transposed convolution whose output phases
     each take at most 3x3 taps (5x5 at stride 2: 3x3, 3x2, 2x3 and 2x2), run as Winograd
     correlations (``_Winograd``) wherever those are exact; other layers, one matrix product per
-    kernel tap. kodim23's hyper-synthesis took 23 ms on 2 threads and 35 on one, against 34 and 50
-    tap by tap (one run, alternating)."""
+    kernel tap. kodim23's hyper-synthesis took 23 ms on 2 threads and 32 on one, against 32-33 and
+    48 tap by tap (two runs, alternating)."""
 
     def __init__(self, weight: np.ndarray, bias: np.ndarray, spec: ConvSpec) -> None:
         self.spec = spec
