@@ -183,3 +183,21 @@ def test_coding_never_loads_torch(tmp_path: Path, photo: Image.Image) -> None:
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert Image.open(tmp_path / "out.png").size == photo.size
+
+
+def test_version_names_the_engines_and_autos_choice(capsys) -> None:
+    """``--version`` gives vaecodec's version, then every engine, installed with its version or not
+    with the extra that installs it, and marks the one "auto" runs on the CPU."""
+    from vaecodec import __version__
+    from vaecodec.engine import ENGINES, auto_engine, installed
+
+    with pytest.raises(SystemExit) as exited:
+        run("--version")
+    assert exited.value.code == 0
+    first, engines = capsys.readouterr().out.splitlines()
+    assert first == f"vaecodec {__version__}"
+    described = dict(part.split(" ", 1) for part in engines.removeprefix("engines: ").split(", "))
+    assert set(described) == set(ENGINES)
+    for name, text in described.items():
+        assert text.startswith("not installed (pip install") != installed(name)
+    assert [name for name, text in described.items() if text.endswith("(auto's choice)")] == [auto_engine()]

@@ -237,12 +237,24 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Version(argparse.Action):
+    """``--version``: vaecodec's, then the engines installed and the one "auto" runs on the CPU
+    (as ``avifenc --version`` names its codecs), found only when asked for."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        from vaecodec import __version__
+        from vaecodec.engine import versions
+
+        print(f"{PROG} {__version__}\nengines: {versions()}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from vaecodec import __version__
     from vaecodec.format.container import DEFAULT_QUALITY
 
     parser = _Parser(prog=PROG, description="A learned image codec.", epilog=_EXAMPLE)
-    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    parser.add_argument("--version", action=_Version, nargs=0, help="show the version and the engines, and exit")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def add_model_options(p: argparse.ArgumentParser) -> None:

@@ -73,10 +73,33 @@ def open_transforms(bundle: Bundle, engine: str = "auto", device: str = "cpu", p
     the message when its extra is missing."""
     check_precision(precision)
     if engine == "auto":
-        if device != "cpu" or not bundle.graphs:
-            engine = "torch"
-        elif installed("openvino"):
-            engine = "openvino"
-        else:
-            engine = "torch" if precision == "bf16" else "onnxruntime"
+        engine = auto_engine(device, bool(bundle.graphs), precision)
     return engine_class(engine, user)(bundle, device, precision, trained)
+
+
+def auto_engine(device: str = "cpu", graphs: bool = True, precision: str = "auto") -> str:
+    """The engine "auto" picks (see ``open_transforms``)."""
+    if device != "cpu" or not graphs:
+        return "torch"
+    if installed("openvino"):
+        return "openvino"
+    return "torch" if precision == "bf16" else "onnxruntime"
+
+
+def versions() -> str:
+    """The engines, each with its version where it can be imported (found without importing it:
+    the version from the package's metadata) or the extra that installs it, and the one "auto"
+    runs on the CPU."""
+    from importlib import metadata
+
+    described = []
+    for name, (_, _, extra) in ENGINES.items():
+        if not installed(name):
+            described.append(f"{name} not installed ({extra.install})" if extra else f"{name} not installed")
+            continue
+        try:
+            version = metadata.version(name)
+        except metadata.PackageNotFoundError:  # importable without its metadata (a source tree)
+            version = "(version unknown)"
+        described.append(f"{name} {version}" + (" (auto's choice)" if name == auto_engine() else ""))
+    return ", ".join(described)
