@@ -1,4 +1,5 @@
-"""How many threads the codec runs: its strips at once, and the BLAS threads of its integer networks.
+"""How many threads the codec runs: its strips at once (or each strip's, on an engine that runs them
+one at a time), and the threads of its integer networks.
 
 One setting, read by the engines (``vaecodec.engine.tiles``) and the integer networks
 (``vaecodec.model.fixed_point``), which import nothing else of vaecodec's to read it.
@@ -18,7 +19,7 @@ _threads: int | None = None
 
 
 def set_threads(count: int | None) -> None:
-    """How many strips run at once (None: one per CPU this process may use); worker processes
+    """How many threads the codec runs (None: one per CPU this process may use); worker processes
     that are themselves the parallelism set 1."""
     global _threads
     _threads = count
@@ -30,7 +31,7 @@ def threads_for(pixels: int) -> int:
 
 
 def threads() -> int:
-    """Strips at once: ``set_threads``'s, else ``OMP_NUM_THREADS`` (which Ray sets to an actor's
+    """The codec's threads: ``set_threads``'s, else ``OMP_NUM_THREADS`` (which Ray sets to an actor's
     CPUs), else the CPUs this process may use."""
     configured = os.environ.get("OMP_NUM_THREADS", "")
     return _threads or (int(configured) if configured.isdigit() and int(configured) > 0 else len(os.sched_getaffinity(0)))

@@ -67,8 +67,9 @@ class OpenVinoTransforms(GraphTransforms):
                                 "than fp32); use --precision fp32 or auto")
         # Always an explicit precision: the plugin's default elsewhere may be f16 (ARM), whose range
         # the latents and the GDN's sums need not fit.
-        self._config = {"INFERENCE_NUM_THREADS": 1, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY",
-                        "ENABLE_CPU_PINNING": False, "INFERENCE_PRECISION_HINT": "bf16" if native else "f32"}
+        # (and the threads per compiled model: ``_compiled``)
+        self._config = {"NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY", "ENABLE_CPU_PINNING": False,
+                        "INFERENCE_PRECISION_HINT": "bf16" if native else "f32"}
         self.precision = "bf16" if native else "fp32"
         self._graphs = graphs
         self._models: dict[str, ov.Model] = {}
