@@ -29,10 +29,10 @@ if TYPE_CHECKING:
     from vaecodec.model.bundle import Bundle
 
 # ((rows, columns), margin) of the transforms' tiles, in their input's pixels: strips of 256 image
-# rows, so memory stays bounded on large images (a 24-megapixel photo codes in about 1 GB) and the
-# strips of even a Kodak-sized photo run on several threads. The margins cover the receptive
-# fields (30 pixels; under 2 latents), so tiles give whole-image outputs (up to float rounding, as
-# other shapes may take other convolution kernels).
+# rows, so memory stays bounded on large images (a 24-megapixel photo codes in under 1 GB) and, on
+# an engine that runs one strip per thread, even a Kodak-sized photo's run on several. The margins
+# cover the receptive fields (30 pixels; under 2 latents), so tiles give whole-image outputs (up to
+# float rounding, as other shapes may take other convolution kernels).
 ANALYSIS_TILING = ((256, 2048), 32)
 HYPER_ANALYSIS_TILING = (256, 8)
 SYNTHESIS_TILING = ((16, 128), 2)
@@ -129,8 +129,8 @@ class TiledTransforms:
             return self._analysis(piece.astype(np.float32) / np.float32(255))
 
         with self._strips_at_once(width * height) as workers:
-            y = map_tiles(analysis, pixels[None], Fraction(1, 16), *self._tilings(width * height)[0], workers=workers,
-                          padded_size=padded_size)
+            y = map_tiles(analysis, pixels[None], Fraction(1, 16), *self._tilings(width * height)[0],
+                          workers=workers, padded_size=padded_size)
             z = map_tiles(self._hyper_analysis, y, Fraction(1, 4), *HYPER_ANALYSIS_TILING, workers=workers)
         return y, np.round(z).astype(np.int64)
 
