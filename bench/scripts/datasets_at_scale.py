@@ -4,11 +4,12 @@ CPU, and a Ray Data run on this machine.
 
     python bench/scripts/datasets_at_scale.py --kodak ../shared/data/kodak --train ../shared/data/train --ray
 
-Each folder's photos are coded at ``--quality`` (75, the default) on one torch thread, and written
+Each folder's photos are coded at ``--quality`` (75, the default) on one thread (the codec's
+``set_threads(1)``: its engine's and its integer networks'), and written
 as sets of tar shards with ``vaecodec.shards.ShardWriter``: the .vae files, PNG (the file itself
 where it is a PNG, else saved by Pillow) and JPEG (saved by Pillow, 4:2:0, at each
 ``--jpeg-quality``). PSNRs are against the photo as read. Speeds are per CPU second of this process
-(``time.process_time``, torch on one thread), which a busy machine disturbs less than wall time;
+(``time.process_time``, on one thread), which a busy machine disturbs less than wall time;
 both are printed. "The latent coder" is the time in ``HyperpriorCoder`` (the integer entropy
 parameters and the ANS coder), which runs on the CPU whatever the networks' device; the rest is the
 float transforms and pixel handling, what ``--device cuda`` moves to a GPU.
@@ -27,7 +28,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-import torch
 from PIL import Image
 
 import vaecodec
@@ -36,6 +36,7 @@ from vaecodec.codec import get_codec
 from vaecodec.imageio import read_image
 from vaecodec.metrics import psnr
 from vaecodec.shards import ShardWriter, sample_key
+from vaecodec.threads import set_threads
 
 
 class Stopwatch:
@@ -168,9 +169,10 @@ def main() -> None:
     parser.add_argument("--jpeg-quality", type=int, nargs="+", default=[90, 75])
     parser.add_argument("--ray", action="store_true", help="also time a Ray Data run over --kodak")
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    print(f"vaecodec {vaecodec.__version__}, weights {get_codec().weights_id.hex()}, torch threads 1, "
-          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+    set_threads(1)
+    codec = get_codec()
+    print(f"vaecodec {vaecodec.__version__}, weights {codec.weights_id.hex()}, {codec.engine} {codec.precision}, "
+          f"1 thread, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     with tempfile.TemporaryDirectory() as scratch:
         for folder, take in ((args.kodak, None), (args.train, args.train_count)):
             if folder is None:
