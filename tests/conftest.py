@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 import zlib
 
 import numpy as np
@@ -51,3 +52,24 @@ def psnr(a: Image.Image | np.ndarray, b: Image.Image | np.ndarray) -> float:
 def reseal(body: bytes) -> bytes:
     """A .vae body with its CRC32 trailer recomputed: changed fields get past the checksum."""
     return bytes(body) + zlib.crc32(body).to_bytes(4, "little")
+
+
+def not_installed(*modules: str) -> str:
+    """The start of a script for a fresh interpreter: an import hook makes ``modules`` and their
+    submodules fail to import exactly as they do where they are not installed (``BLOCKED`` names
+    them)."""
+    return textwrap.dedent(f'''
+        import sys
+
+        BLOCKED = {modules!r}
+
+
+        class NotInstalled:
+            def find_spec(self, name, path=None, target=None):
+                if any(name == blocked or name.startswith(blocked + ".") for blocked in BLOCKED):
+                    raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+                return None
+
+
+        sys.meta_path.insert(0, NotInstalled())
+    ''')

@@ -15,7 +15,7 @@ from PIL import Image
 import vaecodec
 from vaecodec.cli.main import main
 
-from conftest import psnr
+from conftest import not_installed, psnr
 
 
 @pytest.fixture()
@@ -169,13 +169,7 @@ def test_coding_never_loads_torch(tmp_path: Path, photo: Image.Image) -> None:
     """encode, decode and info on the core install's engine: torch is not imported (a hook fails
     any import of it), so an install without the torch extra codes images."""
     photo.save(tmp_path / "in.png")
-    script = textwrap.dedent("""
-        import sys
-        class NoTorch:
-            def find_spec(self, name, path=None, target=None):
-                if name.partition(".")[0] == "torch":
-                    raise ImportError("torch was imported")
-        sys.meta_path.insert(0, NoTorch())
+    script = not_installed("torch") + textwrap.dedent("""
         from vaecodec.cli.main import main
         for command in (["encode", "in.png", "-q", "40"], ["decode", "in.vae", "-o", "out.png"], ["info", "in.vae"]):
             assert main(command) == 0, command

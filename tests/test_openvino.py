@@ -21,7 +21,7 @@ from vaecodec.engine import openvino_engine  # noqa: E402
 from vaecodec.errors import VaecodecError  # noqa: E402
 from vaecodec.format.container import parse  # noqa: E402
 
-from conftest import psnr, samples  # noqa: E402
+from conftest import not_installed, psnr, samples  # noqa: E402
 
 # 192x320: taller than one analysis strip (256 rows) and one synthesis strip (16 latent rows), so
 # at 2 threads two strips run at once.
@@ -110,13 +110,7 @@ def test_without_openvino_installed(tmp_path: Path, photo: Image.Image) -> None:
     """An import hook refuses openvino, as an install without the extra would: auto runs on ONNX
     Runtime, and asking for the engine is one line naming the extra, from the API and the command."""
     photo.save(tmp_path / "in.png")
-    script = textwrap.dedent("""
-        import sys
-        class NoOpenVino:
-            def find_spec(self, name, path=None, target=None):
-                if name.partition(".")[0] == "openvino":
-                    raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-        sys.meta_path.insert(0, NoOpenVino())
+    script = not_installed("openvino") + textwrap.dedent("""
         import vaecodec
         from vaecodec.errors import MissingExtra
         from vaecodec.cli.main import main

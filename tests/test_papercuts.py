@@ -24,6 +24,8 @@ from vaecodec.extras import BENCH, RAY, SHARDS, Extra, needs_extra
 from vaecodec.cli.main import build_parser, main, short_usage
 from vaecodec.imageio import read_first_frame
 
+from conftest import not_installed
+
 COMMANDS = tuple(re.search(r"\{([\w,-]+)\}", build_parser().format_usage()).group(1).split(","))
 BENCH_MISSING = 'vaecodec: error: the bench needs matplotlib, scikit-image and imagecodecs: pip install "vaecodec[bench]"\n'
 
@@ -32,24 +34,9 @@ BENCH_MISSING = 'vaecodec: error: the bench needs matplotlib, scikit-image and i
 # The bench extra's modules (scipy comes with scikit-image), and Pillow's optional WebP library.
 BLOCKED = ("matplotlib", "skimage", "scipy", "imagecodecs", "PIL._webp", "torch")
 
-BLOCKER = textwrap.dedent('''
-    import contextlib, io, json, sys, traceback
+DRIVER = not_installed(*BLOCKED) + textwrap.dedent('''
+    import contextlib, io, json, traceback
 
-    BLOCKED = tuple(sys.argv[1].split(","))
-
-
-    class NotInstalled:
-        """Imports of the blocked modules fail as they do where those are not installed."""
-
-        def find_spec(self, name, path=None, target=None):
-            if any(name == blocked or name.startswith(blocked + ".") for blocked in BLOCKED):
-                raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-            return None
-
-
-    sys.meta_path.insert(0, NotInstalled())
-''')
-DRIVER = BLOCKER + textwrap.dedent('''
     from vaecodec.cli.main import main
 
     results = {}
@@ -103,7 +90,7 @@ def without_extras(tmp_path_factory: pytest.TempPathFactory, photo: Image.Image)
     (folder / "photo.vae").write_bytes(vaecodec.compress(photo.resize((32, 24))))
     photo.resize((32, 24)).save(folder / "photo.png")
     cases = {case: None if argv is None else [a.format(d=folder) for a in argv] for case, (argv, *_) in CASES.items()}
-    result = subprocess.run([sys.executable, "-c", DRIVER, ",".join(BLOCKED)], input=json.dumps(cases),
+    result = subprocess.run([sys.executable, "-c", DRIVER], input=json.dumps(cases),
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0 and result.stderr == "", result.stderr
     report = json.loads(result.stdout)
@@ -142,14 +129,14 @@ def test_each_extra_lists_what_pyproject_installs(extra: Extra) -> None:
 @pytest.mark.parametrize("blocked", ["ray", "pyarrow"])
 def test_the_ray_module_without_its_extra_says_which_to_install(blocked: str) -> None:
     """Ray Data brings pyarrow: without the extra, either import fails first, named as the extra."""
-    script = BLOCKER + textwrap.dedent("""
+    script = not_installed(blocked) + textwrap.dedent("""
         from vaecodec.errors import MissingExtra
         try:
             import vaecodec.ray
         except MissingExtra as exc:
             print(exc)
     """)
-    result = subprocess.run([sys.executable, "-c", script, blocked], capture_output=True, text=True, check=True)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert result.stdout == RAY.missing + "\n"
 
 

@@ -24,6 +24,8 @@ from vaecodec.model.weights import load_weights, save_weights
 from vaecodec.train.data import CropSampler, DeviceCropSampler, split_images
 from vaecodec.train.loop import TrainSettings, learning_rate, rate_distortion_loss, sample_levels
 
+from conftest import not_installed
+
 TINY = ["--channels", "8", "--latent-channels", "12", "--batch", "2", "--crop", "64", "--threads", "1"]
 
 
@@ -262,13 +264,8 @@ def test_training_with_the_crops_cut_on_the_device(photo_folder: Path, tmp_path:
 def test_an_export_without_onnx_keeps_the_weights_and_says_how_to_make_the_bundle(tmp_path: Path) -> None:
     """A machine without the onnx package (a GPU lease) still exports the torch weights; the bundle
     is left for later, with a warning naming the command."""
-    script = textwrap.dedent("""
-        import sys, warnings
-        class NoOnnx:
-            def find_spec(self, name, path=None, target=None):
-                if name.partition(".")[0] == "onnx":
-                    raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-        sys.meta_path.insert(0, NoOnnx())
+    script = not_installed("onnx") + textwrap.dedent("""
+        import warnings
         from vaecodec.model.hyperprior import HyperpriorModel, ModelConfig
         from vaecodec.model.weights import load_weights, save_weights
         with warnings.catch_warnings(record=True) as caught:
