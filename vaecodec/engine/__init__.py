@@ -92,7 +92,7 @@ def versions() -> str:
     runs on the CPU."""
     from importlib import metadata
 
-    described = []
+    described, chosen = [], auto_engine()
     for name, (_, _, extra) in ENGINES.items():
         if not installed(name):
             described.append(f"{name} not installed ({extra.install})" if extra else f"{name} not installed")
@@ -101,5 +101,5 @@ def versions() -> str:
             version = metadata.version(name)
         except metadata.PackageNotFoundError:  # importable without its metadata (a source tree)
             version = "(version unknown)"
-        described.append(f"{name} {version}" + (" (auto's choice)" if name == auto_engine() else ""))
+        described.append(f"{name} {version}" + (" (auto's choice)" if name == chosen else ""))
     return ", ".join(described)
