@@ -281,9 +281,7 @@ def train(settings: TrainSettings, log=print) -> HyperpriorModel:
                 lr = learning_rate(settings, done)
                 for group, factor in zip(optimizer.param_groups, lr_factors):
                     group["lr"] = lr * factor
-                x = sampler.batch(settings.batch)  # on the device already with --crops-on-device
-                if not settings.crops_on_device:
-                    x = x.to(device, memory_format=layout)
+                x = sampler.batch(settings.batch).to(device, memory_format=layout)  # --crops-on-device's: itself
                 level = sample_levels(x.shape[0], model.lowest_level, model.levels - 1, settings.level_tilt, device)
                 with autocast(device, dtype):
                     passed = trained(x, level)
